@@ -1,0 +1,31 @@
+"""Command-line entry point: `python -m atrous COMMAND ...` (demo, info, rf, ...)."""
+
+import argparse
+import importlib
+import sys
+
+# Each command lives in its own module exposing `add_arguments(parser)` and `main(args) -> int`.
+# A module is imported only when its command runs, so one command's dependencies (matplotlib,
+# the compiled extension, ...) never break another.
+COMMANDS = {
+    "demo": ("atrous.demo", "check every op against PyTorch on DeepLabV3+ layer shapes"),
+    "info": ("atrous.info", "print the build and runtime configuration (paste into bug reports)"),
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m atrous", description="atrous command line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if argv[:1] == [name]:
+            importlib.import_module(module_name).add_arguments(cmd)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Build-environment detection shared by setup.py and the tests: CUDA toolkit, arch list, CPU flags.
+
+Standard library only: setup.py loads this file by path before the package is built.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CudaToolkit:
+    home: str  # prefix holding bin/nvcc and include/cuda_runtime.h
+    version: str  # "13.0"
+    found_by: str  # how it was found, printed by the build
+
+
+def _toolkit_at(prefix: str | None) -> bool:
+    if not prefix:
+        return False
+    return os.path.isfile(os.path.join(prefix, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(prefix, "include", "cuda_runtime.h")
+    )
+
+
+def _nvcc_version(prefix: str) -> str | None:
+    try:
+        out = subprocess.run(
+            [os.path.join(prefix, "bin", "nvcc"), "--version"],
+            capture_output=True, text=True, timeout=60, check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else None
+
+
+def _prefix_from_nvcc_on_path() -> str | None:
+    """The toolkit behind `nvcc` on PATH, even when that nvcc is a wrapper script.
+
+    torch guesses dirname(dirname(which nvcc)), which is wrong for a wrapper such as
+    /usr/local/bin/nvcc (it gives /usr/local). `nvcc -dryrun` prints the real TOP directory.
+    """
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    real = os.path.realpath(nvcc)
+    guess = os.path.dirname(os.path.dirname(real))
+    if _toolkit_at(guess):
+        return guess
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.cu")
+        with open(src, "w") as f:
+            f.write("int main() { return 0; }\n")
+        try:
+            out = subprocess.run(
+                [nvcc, "-dryrun", "-c", src, "-o", os.path.join(tmp, "probe.o")],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+    match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
+    if match:
+        top = os.path.normpath(match.group(1).strip("\"'"))
+        # TOP is <prefix>/bin/.. on Linux; normpath resolves it to <prefix>.
+        if _toolkit_at(top):
+            return top
+    return None
+
+
+def find_cuda_toolkit() -> CudaToolkit | None:
+    """Locate the CUDA toolkit: $CUDA_HOME, $CUDA_PATH, nvcc on PATH, then the usual prefixes."""
+    candidates: list[tuple[str | None, str]] = [
+        (os.environ.get("CUDA_HOME"), "$CUDA_HOME"),
+        (os.environ.get("CUDA_PATH"), "$CUDA_PATH"),
+    ]
+    for value, how in candidates:
+        if value and _toolkit_at(value):
+            return CudaToolkit(value, _nvcc_version(value) or "?", how)
+    prefix = _prefix_from_nvcc_on_path()
+    if prefix:
+        return CudaToolkit(prefix, _nvcc_version(prefix) or "?", "nvcc on PATH")
+    for prefix in ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True),
+                   "/opt/cuda"]:
+        if _toolkit_at(prefix):
+            return CudaToolkit(os.path.realpath(prefix), _nvcc_version(prefix) or "?", "default prefix")
+    return None
+
+
+@dataclass
+class BuildPlan:
+    with_cuda: bool
+    reason: str
+    toolkit: CudaToolkit | None = None
+    cuda_arch_list: str = ""
+    cpu_arch_flags: list[str] = field(default_factory=list)
+    openmp_flags: list[str] = field(default_factory=list)
+
+
+def _env_switch(name: str) -> str:
+    value = os.environ.get(name, "auto").strip().lower()
+    if value in ("1", "true", "yes", "on", "force"):
+        return "on"
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "auto"
+
+
+def plan_cuda(torch_cuda_version: str | None, gpu_count: int) -> BuildPlan:
+    """Decide whether CUDA sources are compiled. ATROUS_WITH_CUDA=0/1 overrides the detection.
+
+    The default compiles them whenever torch is a CUDA build and a toolkit is found, even with
+    no GPU visible (CI compiles them on every run).
+    """
+    switch = _env_switch("ATROUS_WITH_CUDA")
+    if switch == "off":
+        return BuildPlan(False, "ATROUS_WITH_CUDA=0")
+    toolkit = find_cuda_toolkit()
+    problems = []
+    if torch_cuda_version is None:
+        problems.append("torch is a CPU-only build")
+    if toolkit is None:
+        problems.append("no CUDA toolkit found ($CUDA_HOME, nvcc on PATH, /usr/local/cuda*)")
+    elif torch_cuda_version and toolkit.version.split(".")[0] != torch_cuda_version.split(".")[0]:
+        problems.append(
+            f"toolkit {toolkit.version} at {toolkit.home} does not match torch's CUDA "
+            f"{torch_cuda_version} (major versions differ)"
+        )
+    if problems:
+        if switch == "on":
+            raise RuntimeError("ATROUS_WITH_CUDA=1 but CUDA cannot be built: " + "; ".join(problems))
+        return BuildPlan(False, "; ".join(problems), toolkit)
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if not arch_list and gpu_count == 0:
+        # torch derives the list from visible GPUs and has nothing to go on without one.
+        arch_list = "9.0"
+    reason = "ATROUS_WITH_CUDA=1" if switch == "on" else "torch CUDA build + toolkit found"
+    return BuildPlan(True, reason, toolkit, arch_list or "(visible GPUs)")
+
+
+def _compiler_accepts(flags: list[str]) -> bool:
+    cxx = os.environ.get("CXX", "c++")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.cpp")
+        with open(src, "w") as f:
+            f.write("int main() { return 0; }\n")
+        try:
+            result = subprocess.run(
+                [cxx, *flags, src, "-o", os.path.join(tmp, "probe")],
+                capture_output=True, timeout=60, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return result.returncode == 0
+
+
+def cpu_arch_flags() -> list[str]:
+    """-march=native (x86) / -mcpu=native (arm) unless ATROUS_CPU_ARCH says otherwise.
+
+    The extension is always built from source on the machine that runs it, so tuning for that
+    CPU is safe; ATROUS_CPU_ARCH=generic gives a portable build, any other value is passed
+    as -march=VALUE.
+    """
+    choice = os.environ.get("ATROUS_CPU_ARCH", "native").strip()
+    if choice in ("generic", "none", ""):
+        return []
+    machine = platform.machine().lower()
+    if choice == "native":
+        flags = ["-mcpu=native"] if machine in ("arm64", "aarch64") else ["-march=native"]
+    else:
+        flags = [f"-march={choice}"]
+    return flags if _compiler_accepts(flags) else []
+
+
+def openmp_flags() -> list[str]:
+    """-fopenmp where the compiler supports it: at::parallel_for's OpenMP loop is in a header,
+    so without it our kernels would run on one thread."""
+    if platform.system() == "Darwin":
+        return []  # Apple clang has no OpenMP; kernels run single-threaded there
+    return ["-fopenmp"] if _compiler_accepts(["-fopenmp"]) else []

@@ -1,0 +1,299 @@
+"""The atrous operators: Python wrappers, fake kernels and autograd over the compiled kernels.
+
+Three ops, each a forward plus backward-input and backward-weight operators registered in C++
+(csrc/ops.cpp) under torch.ops.atrous, with a shared bias-gradient op:
+
+    depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1)
+    pointwise_conv2d(input, weight, bias=None)
+    atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1)
+
+They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
+F.conv2d(..., groups=C) / F.conv2d(...). Output layout: channels_last when the input is
+channels_last, else contiguous NCHW (the same rule for every op, including backward ops,
+which follow grad_output). Gradients are registered with torch.library.register_autograd and
+the backward ops are differentiable too, so double backward (gradgradcheck) works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+from ._extension import load as _load_extension
+
+_load_extension()  # registers torch.ops.atrous.*; raises with build instructions if missing
+
+_ops = torch.ops.atrous
+
+__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d"]
+
+
+# --------------------------------------------------------------------------------------------
+# Argument normalisation (F.conv2d conventions)
+# --------------------------------------------------------------------------------------------
+
+def _pair(value, name: str, op: str) -> tuple[int, int]:
+    """An int or a pair of ints -> (h, w); anything else is a TypeError naming the argument."""
+    if isinstance(value, bool):
+        raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
+
+
+def _padding(op: str, input: torch.Tensor, weight: torch.Tensor, padding, stride, dilation):
+    """Resolves 'valid'/'same' padding. Returns (input, (ph, pw)).
+
+    'same' with an odd total padding d*(k-1) pads one extra row/column at the bottom/right,
+    as F.conv2d does (it pads the input with zeros and then convolves symmetrically).
+    """
+    if not isinstance(padding, str):
+        return input, _pair(padding, "padding", op)
+    if padding == "valid":
+        return input, (0, 0)
+    if padding != "same":
+        raise ValueError(f"{op}: expected padding to be an int, a pair, 'same' or 'valid', got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride={stride})")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(f"{op}: padding='same' needs a 4-D weight to know the kernel size")
+    pads, extra = [], [0, 0, 0, 0]  # extra in F.pad order: (left, right, top, bottom)
+    for axis, (k, d) in enumerate(zip(weight.shape[2:], dilation)):
+        total = d * (k - 1)
+        pads.append(total // 2)
+        if total % 2:
+            extra[3 if axis == 0 else 1] = 1
+    if any(extra):
+        input = torch.nn.functional.pad(input, extra)
+    return input, (pads[0], pads[1])
+
+
+def _check_devices(op: str, qualname: str, input, weight, bias) -> None:
+    """Device agreement and kernel availability, checked before dispatch: the dispatcher would
+    otherwise pick a backend from the mix of devices and fail with a less helpful message."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.device != input.device:
+            raise RuntimeError(
+                f"{op}: expected {name} on the same device as input ({input.device}), got {t.device}")
+    device_type = input.device.type
+    if device_type in ("cpu", "meta"):
+        return
+    key = {"cuda": "CUDA"}.get(device_type, device_type.upper())
+    try:
+        has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key)
+    except RuntimeError:
+        has_kernel = False
+    if not has_kernel:
+        raise RuntimeError(
+            f"{op}: this build of atrous has no {key} kernel (input is on {input.device}). "
+            "Run `python -m atrous.info` to see what was compiled.")
+
+
+# --------------------------------------------------------------------------------------------
+# Public wrappers
+# --------------------------------------------------------------------------------------------
+
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    """Depthwise atrous convolution: F.conv2d(input, weight, bias, stride, padding, dilation, groups=C).
+
+    input (N, C, H, W); weight (C*m, 1, kh, kw) with depth multiplier m >= 1; bias (C*m,) or None.
+    Output (N, C*m, H_out, W_out), H_out = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1.
+    """
+    op = "atrous.depthwise_conv2d"
+    _check_devices(op, "atrous::depthwise_conv2d", input, weight, bias)
+    stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
+    input, padding = _padding(op, input, weight, padding, stride, dilation)
+    return _ops.depthwise_conv2d(input, weight, bias, stride, padding, dilation)
+
+
+def pointwise_conv2d(input, weight, bias=None):
+    """Pointwise (1x1) convolution: F.conv2d(input, weight, bias) with weight (C_out, C, 1, 1).
+
+    Computed as one GEMM per image by the project's blocked GEMM; NCHW and channels_last inputs
+    are used in place.
+    """
+    _check_devices("atrous.pointwise_conv2d", "atrous::pointwise_conv2d", input, weight, bias)
+    return _ops.pointwise_conv2d(input, weight, bias)
+
+
+def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    """Dense atrous convolution (groups=1): F.conv2d(input, weight, bias, stride, padding, dilation).
+
+    input (N, C, H, W); weight (C_out, C, kh, kw); computed as dilated im2col + GEMM.
+    """
+    op = "atrous.atrous_conv2d"
+    _check_devices(op, "atrous::atrous_conv2d", input, weight, bias)
+    stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
+    input, padding = _padding(op, input, weight, padding, stride, dilation)
+    return _ops.atrous_conv2d(input, weight, bias, stride, padding, dilation)
+
+
+# --------------------------------------------------------------------------------------------
+# Fake kernels: shapes, dtypes and layouts without computing (torch.compile, export, meta)
+# --------------------------------------------------------------------------------------------
+
+def _empty(shape, like: torch.Tensor, layout_of: torch.Tensor) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device,
+                       memory_format=_checks.output_memory_format(layout_of))
+
+
+def _register_fakes(kind: str, name: str) -> None:
+    op = f"atrous.{name}"
+
+    if kind == "pointwise":
+        @torch.library.register_fake(f"atrous::{name}")
+        def _forward(input, weight, bias):
+            g = _checks.check_forward(op, kind, input, weight, bias, (), (), ())
+            return _empty(g.output_shape, input, input)
+
+        @torch.library.register_fake(f"atrous::{name}_backward_input")
+        def _backward_input(grad_output, weight):
+            g = _checks.check_pointwise_backward_input(op + "_backward_input", grad_output, weight)
+            return _empty(g.input_shape, grad_output, grad_output)
+
+        @torch.library.register_fake(f"atrous::{name}_backward_weight")
+        def _backward_weight(grad_output, input):
+            g = _checks.check_pointwise_backward_weight(op + "_backward_weight", grad_output, input)
+            return grad_output.new_empty((g.out_channels, g.in_channels, 1, 1))
+        return
+
+    @torch.library.register_fake(f"atrous::{name}")
+    def _forward(input, weight, bias, stride, padding, dilation):
+        g = _checks.check_forward(op, kind, input, weight, bias, stride, padding, dilation)
+        return _empty(g.output_shape, input, input)
+
+    @torch.library.register_fake(f"atrous::{name}_backward_input")
+    def _backward_input(grad_output, weight, input_size, stride, padding, dilation):
+        _checks.check_backward_input(op + "_backward_input", kind, grad_output, weight,
+                                     input_size, stride, padding, dilation)
+        return _empty(tuple(input_size), grad_output, grad_output)
+
+    @torch.library.register_fake(f"atrous::{name}_backward_weight")
+    def _backward_weight(grad_output, input, weight_size, stride, padding, dilation):
+        _checks.check_backward_weight(op + "_backward_weight", kind, grad_output, input,
+                                      weight_size, stride, padding, dilation)
+        return grad_output.new_empty(tuple(weight_size))
+
+
+@torch.library.register_fake("atrous::conv2d_backward_bias")
+def _conv2d_backward_bias_fake(grad_output):
+    _checks.check_backward_bias("atrous.conv2d_backward_bias", grad_output)
+    return grad_output.new_empty((grad_output.shape[1],))
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd. For y = conv(x, w) every gradient is one of the family's three ops, and so are the
+# gradients of the backward ops (each is linear in each argument, and its adjoint is another
+# member of the family):
+#   gx = backward_input(gy, w):  d/dgy = conv(v, w),   d/dw = backward_weight(gy, v)
+#   gw = backward_weight(gy, x): d/dgy = conv(x, u),   d/dx = backward_input(gy, u)
+# where v, u are the incoming gradients of gx, gw. Hence double backward needs no new kernels.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Family:
+    """The three ops of one convolution kind, called uniformly (pointwise has no conf)."""
+
+    name: str
+    has_conf: bool  # (stride, padding, dilation) arguments
+
+    def forward(self, x, w, b, conf):
+        return getattr(_ops, self.name)(x, w, b, *conf)
+
+    def backward_input(self, gy, w, x_shape, conf):
+        op = getattr(_ops, self.name + "_backward_input")
+        return op(gy, w, list(x_shape), *conf) if self.has_conf else op(gy, w)
+
+    def backward_weight(self, gy, x, w_shape, conf):
+        op = getattr(_ops, self.name + "_backward_weight")
+        return op(gy, x, list(w_shape), *conf) if self.has_conf else op(gy, x)
+
+
+def _register_autograd(family: _Family) -> None:
+    n_conf = 3 if family.has_conf else 0
+
+    # y = forward(x, w, b, *conf)
+    def setup_forward(ctx, inputs, output):
+        x, w, b = inputs[:3]
+        ctx.conf = tuple(inputs[3:])
+        ctx.has_bias = b is not None
+        ctx.save_for_backward(x, w)
+
+    def backward_forward(ctx, gy):
+        x, w = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = family.backward_input(gy, w, x.shape, ctx.conf)
+        if ctx.needs_input_grad[1]:
+            gw = family.backward_weight(gy, x, w.shape, ctx.conf)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = _ops.conv2d_backward_bias(gy)
+        return (gx, gw, gb) + (None,) * n_conf
+
+    torch.library.register_autograd(f"atrous::{family.name}", backward_forward,
+                                    setup_context=setup_forward)
+
+    # gx = backward_input(gy, w, [x_shape], *conf)
+    def setup_backward_input(ctx, inputs, output):
+        gy, w = inputs[:2]
+        ctx.x_shape = tuple(output.shape)
+        ctx.conf = tuple(inputs[3:]) if family.has_conf else ()
+        ctx.save_for_backward(gy, w)
+
+    def backward_backward_input(ctx, v):
+        gy, w = ctx.saved_tensors
+        d_gy = d_w = None
+        if ctx.needs_input_grad[0]:
+            d_gy = family.forward(v, w, None, ctx.conf)
+        if ctx.needs_input_grad[1]:
+            d_w = family.backward_weight(gy, v, w.shape, ctx.conf)
+        return (d_gy, d_w) + (None,) * (n_conf + (1 if family.has_conf else 0))
+
+    torch.library.register_autograd(f"atrous::{family.name}_backward_input",
+                                    backward_backward_input, setup_context=setup_backward_input)
+
+    # gw = backward_weight(gy, x, [w_shape], *conf)
+    def setup_backward_weight(ctx, inputs, output):
+        gy, x = inputs[:2]
+        ctx.w_shape = tuple(output.shape)
+        ctx.conf = tuple(inputs[3:]) if family.has_conf else ()
+        ctx.save_for_backward(gy, x)
+
+    def backward_backward_weight(ctx, u):
+        gy, x = ctx.saved_tensors
+        d_gy = d_x = None
+        if ctx.needs_input_grad[0]:
+            d_gy = family.forward(x, u, None, ctx.conf)
+        if ctx.needs_input_grad[1]:
+            d_x = family.backward_input(gy, u, x.shape, ctx.conf)
+        return (d_gy, d_x) + (None,) * (n_conf + (1 if family.has_conf else 0))
+
+    torch.library.register_autograd(f"atrous::{family.name}_backward_weight",
+                                    backward_backward_weight, setup_context=setup_backward_weight)
+
+
+# gb = conv2d_backward_bias(gy): its gradient broadcasts v back over N, H, W.
+def _setup_backward_bias(ctx, inputs, output):
+    ctx.gy_shape = tuple(inputs[0].shape)
+
+
+def _backward_backward_bias(ctx, v):
+    return v.reshape(1, -1, 1, 1).expand(ctx.gy_shape)  # (N, C, H, W)
+
+
+torch.library.register_autograd("atrous::conv2d_backward_bias", _backward_backward_bias,
+                                setup_context=_setup_backward_bias)
+
+for _kind, _name in (("depthwise", "depthwise_conv2d"), ("pointwise", "pointwise_conv2d"),
+                     ("dense", "atrous_conv2d")):
+    _register_fakes(_kind, _name)
+    _register_autograd(_Family(_name, has_conf=_kind != "pointwise"))

@@ -1,0 +1,158 @@
+// The project's own blocked GEMM (CPU): packing, register micro-kernel, parallel driver.
+#include "gemm.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace atrous::cpu {
+namespace {
+
+// Block sizes. MR x NR accumulators stay in registers (6 x 16 floats = 12 AVX2 or 6 AVX-512
+// registers); a KC x NR panel of B stays in L1, an MC x KC block of A in L2, KC x NC of B in L3.
+template <typename T>
+struct Blocking;
+template <>
+struct Blocking<float> {
+  static constexpr int MR = 6, NR = 16;
+  static constexpr int64_t KC = 256, MC = 72, NC = 3072, NG = 256;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int MR = 6, NR = 8;
+  static constexpr int64_t KC = 256, MC = 72, NC = 1536, NG = 128;
+};
+
+// Packs A(rows, pc:pc+kc) into panels of MR rows: panel p holds, for each k, MR consecutive
+// values A(p*MR + 0..MR-1, k). Rows past the edge are zero so the micro-kernel needs no edge code.
+template <typename T, int MR>
+void pack_a(const MatrixView<T>& A, int64_t row0, int64_t rows, int64_t k0, int64_t kc, T* out) {
+  for (int64_t p = 0; p < rows; p += MR) {
+    const int64_t mr = std::min<int64_t>(MR, rows - p);
+    T* dst = out + p * kc;
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* src = A.data + (row0 + p) * A.row_stride + (k0 + k) * A.col_stride;
+      int64_t i = 0;
+      for (; i < mr; ++i) dst[k * MR + i] = src[i * A.row_stride];
+      for (; i < MR; ++i) dst[k * MR + i] = T(0);
+    }
+  }
+}
+
+// Packs one panel B(k0:k0+kc, col0:col0+NR): for each k, NR consecutive values, zero-padded.
+template <typename T, int NR>
+void pack_b_panel(const MatrixView<T>& B, int64_t k0, int64_t kc, int64_t col0, int64_t nr,
+                  T* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const T* src = B.data + (k0 + k) * B.row_stride + col0 * B.col_stride;
+    int64_t j = 0;
+    if (B.col_stride == 1) {
+      for (; j < nr; ++j) dst[k * NR + j] = src[j];
+    } else {
+      for (; j < nr; ++j) dst[k * NR + j] = src[j * B.col_stride];
+    }
+    for (; j < NR; ++j) dst[k * NR + j] = T(0);
+  }
+}
+
+// C tile (mr x nr) (+)= packed A panel (MR x kc) @ packed B panel (kc x NR). The fixed-size
+// accumulator array is fully unrolled by the compiler into vector registers.
+template <typename T, int MR, int NR>
+void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c,
+                  int64_t rs, int64_t cs, int64_t mr, int64_t nr, bool accumulate) {
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const T* ak = a + k * MR;
+    const T* bk = b + k * NR;
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const T ai = ak[i];
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * bk[j];
+    }
+  }
+  for (int64_t i = 0; i < mr; ++i) {
+    T* row = c + i * rs;
+    if (accumulate) {
+      for (int64_t j = 0; j < nr; ++j) row[j * cs] += acc[i][j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j) row[j * cs] = acc[i][j];
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
+          MutableMatrixView<T> C, bool accumulate) {
+  using Bk = Blocking<T>;
+  constexpr int MR = Bk::MR, NR = Bk::NR;
+  if (M == 0 || N == 0) return;
+  if (C.col_stride != 1 && C.row_stride == 1) {
+    // C is column-major (e.g. a channels_last image): compute C^T = B^T @ A^T instead, so the
+    // micro-kernel writes contiguous rows.
+    gemm<T>(N, M, K, B.transposed(), A.transposed(), {C.data, C.col_stride, C.row_stride},
+            accumulate);
+    return;
+  }
+  if (K == 0) {  // empty sum: C = 0 (or unchanged when accumulating)
+    if (!accumulate) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C.data[i * C.row_stride + j * C.col_stride] = T(0);
+    }
+    return;
+  }
+  const int64_t n_mc = (M + Bk::MC - 1) / Bk::MC;
+  std::vector<T> b_packed(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
+
+  for (int64_t jc = 0; jc < N; jc += Bk::NC) {
+    const int64_t nc = std::min(Bk::NC, N - jc);
+    const int64_t n_panels = (nc + NR - 1) / NR;
+    const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG;
+    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
+      const int64_t kc = std::min(Bk::KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      T* bp = b_packed.data();
+      at::parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          pack_b_panel<T, NR>(B, pc, kc, jc + p * NR, std::min<int64_t>(NR, nc - p * NR),
+                              bp + p * kc * NR);
+        }
+      });
+      // Tasks are (row block, column group) pairs in row-block-major order, so a thread
+      // running consecutive tasks reuses the A block it packed.
+      at::parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
+        std::vector<T> a_packed(Bk::MC * kc);
+        int64_t packed_ic = -1;
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t ic = (t / n_groups) * Bk::MC;
+          const int64_t mc = std::min(Bk::MC, M - ic);
+          if (ic != packed_ic) {
+            pack_a<T, MR>(A, ic, mc, pc, kc, a_packed.data());
+            packed_ic = ic;
+          }
+          const int64_t j0 = (t % n_groups) * Bk::NG;
+          const int64_t j1 = std::min(nc, j0 + Bk::NG);
+          for (int64_t jr = j0; jr < j1; jr += NR) {
+            const int64_t nr = std::min<int64_t>(NR, nc - jr);
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+              const int64_t mr = std::min<int64_t>(MR, mc - ir);
+              T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
+              micro_kernel<T, MR, NR>(kc, a_packed.data() + ir * kc, bp + (jr / NR) * kc * NR,
+                                      c, C.row_stride, C.col_stride, mr, nr, acc);
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixView<float>,
+                          MutableMatrixView<float>, bool);
+template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,
+                           MutableMatrixView<double>, bool);
+
+}  // namespace atrous::cpu

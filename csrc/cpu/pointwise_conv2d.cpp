@@ -1,0 +1,97 @@
+// CPU kernels of the pointwise (1x1) convolution: one GEMM per image on the project's own gemm.
+//
+// An image is a (C x H*W) matrix in NCHW or channels_last without any copy (image_matrix),
+// so out[n] = weight (C_out x C) @ input[n] runs on either layout and writes the output in
+// the input's layout, as F.conv2d does.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "../common/checks.h"
+#include "conv_gemm.h"
+#include "cpu_utils.h"
+#include "gemm.h"
+
+namespace atrous::cpu {
+namespace {
+
+constexpr const char* kForward = "atrous.pointwise_conv2d";
+constexpr const char* kBackwardInput = "atrous.pointwise_conv2d_backward_input";
+constexpr const char* kBackwardWeight = "atrous.pointwise_conv2d_backward_weight";
+
+at::Tensor gemm_friendly(const at::Tensor& t) {
+  return is_gemm_friendly(t) ? t : t.contiguous();
+}
+
+at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias) {
+  const ConvGeometry g =
+      check_forward(kForward, ConvKind::Pointwise, input, weight, bias, {}, {}, {});
+  check_cpu(kForward, input);
+  const at::Tensor x = gemm_friendly(input);  // (N, C, H, W), NCHW or NHWC
+  const at::Tensor w = weight.contiguous();   // (C_out, C, 1, 1)
+  const bool has_bias = bias.has_value() && bias->defined();
+  at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
+                             x.options().memory_format(output_memory_format(input)));
+  const int64_t p = g.out_h * g.out_w;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pointwise_conv2d_cpu", [&] {
+    if (has_bias) fill_bias<scalar_t>(out, bias->contiguous().const_data_ptr<scalar_t>());
+    const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), g.in_channels, 1};
+    for (int64_t n = 0; n < g.batch; ++n) {
+      gemm<scalar_t>(g.out_channels, p, g.in_channels, wm, image_matrix<scalar_t>(x, n),
+                     image_matrix_mut<scalar_t>(out, n), /*accumulate=*/has_bias);
+    }
+  });
+  return out;
+}
+
+// grad_input[n] = weight^T (C x C_out) @ grad_output[n] (C_out x H*W).
+at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight) {
+  const ConvGeometry g = check_pointwise_backward_input(kBackwardInput, grad_output, weight);
+  check_cpu(kBackwardInput, grad_output);
+  const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
+  const at::Tensor w = weight.contiguous();          // (C_out, C, 1, 1)
+  at::Tensor grad_in = at::empty({g.batch, g.in_channels, g.in_h, g.in_w},
+                                 go.options().memory_format(output_memory_format(grad_output)));
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_input_cpu", [&] {
+    const MatrixView<scalar_t> wt =
+        MatrixView<scalar_t>{w.const_data_ptr<scalar_t>(), g.in_channels, 1}.transposed();
+    for (int64_t n = 0; n < g.batch; ++n) {
+      gemm<scalar_t>(g.in_channels, g.in_h * g.in_w, g.out_channels, wt,
+                     image_matrix<scalar_t>(go, n), image_matrix_mut<scalar_t>(grad_in, n),
+                     /*accumulate=*/false);
+    }
+  });
+  return grad_in;
+}
+
+// grad_weight = sum_n grad_output[n] (C_out x H*W) @ input[n]^T (H*W x C), summed over n in
+// order (deterministic).
+at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Tensor& input) {
+  const ConvGeometry g = check_pointwise_backward_weight(kBackwardWeight, grad_output, input);
+  check_cpu(kBackwardWeight, grad_output);
+  const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
+  const at::Tensor x = gemm_friendly(input);         // (N, C, H, W)
+  at::Tensor grad_w = at::zeros({g.out_channels, g.in_channels, 1, 1}, go.options());
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_weight_cpu", [&] {
+    const MutableMatrixView<scalar_t> gw{grad_w.mutable_data_ptr<scalar_t>(), g.in_channels, 1};
+    for (int64_t n = 0; n < g.batch; ++n) {
+      gemm<scalar_t>(g.out_channels, g.in_channels, g.in_h * g.in_w,
+                     image_matrix<scalar_t>(go, n), image_matrix<scalar_t>(x, n).transposed(),
+                     gw, /*accumulate=*/n > 0);
+    }
+  });
+  return grad_w;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(atrous, CPU, m) {
+  m.impl("pointwise_conv2d", &pointwise_forward);
+  m.impl("pointwise_conv2d_backward_input", &pointwise_backward_input);
+  m.impl("pointwise_conv2d_backward_weight", &pointwise_backward_weight);
+}
+
+}  // namespace atrous::cpu

@@ -1,0 +1,27 @@
+// What nvcc compiled (CUDA runtime version, target architectures), reported by `python -m atrous.info`.
+//
+// The CUDA kernels themselves arrive with the CUDA issue; this file keeps the CUDA half of the
+// build (toolkit detection, arch list, C++20 under nvcc) compiling in CI from day one.
+#include <cuda_runtime_api.h>
+
+#include "../common/conv_index.h"
+
+#define ATROUS_STR_(x) #x
+#define ATROUS_STR(x) ATROUS_STR_(x)
+
+#ifndef __CUDA_ARCH_LIST__
+#define __CUDA_ARCH_LIST__ unknown
+#endif
+
+// Uses the shared index helpers in device code, so a helper that stops being
+// __host__ __device__-clean fails the build here rather than in a later kernel.
+__global__ void atrous_index_helpers_device_probe(int64_t* out) {
+  const atrous::Range r = atrous::tap_output_range(33, 33, 1, 6, 6, 0);
+  const atrous::Range t = atrous::output_tap_range(33, 3, 1, 6, 6, 0);
+  out[0] = r.begin + t.begin + atrous::input_tile_extent(32, 3, 1, 6) +
+           atrous::conv_output_size(33, 3, 1, 6, 6);
+}
+
+const char* atrous_cuda_build_info() {
+  return "cudart " ATROUS_STR(CUDART_VERSION) ", archs " ATROUS_STR(__CUDA_ARCH_LIST__);
+}

@@ -1,0 +1,83 @@
+// Operator schemas of the atrous library (all in this one file) and the Python module stub.
+//
+// Kernels live in one file per op and backend: csrc/cpu/*.cpp register with
+// TORCH_LIBRARY_IMPL(atrous, CPU, m), csrc/cuda/*.cu with TORCH_LIBRARY_IMPL(atrous, CUDA, m).
+// Autograd and fake (meta) kernels are registered from Python in atrous/ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+#define ATROUS_STR_(x) #x
+#define ATROUS_STR(x) ATROUS_STR_(x)
+
+TORCH_LIBRARY(atrous, m) {
+  // Fake kernels and autograd are registered in this Python module; the dispatcher names it
+  // in errors when the op is used before it is imported.
+  m.set_python_module("atrous.ops");
+
+  // Depthwise atrous convolution, F.conv2d(input, weight, bias, stride, padding, dilation,
+  // groups=C) with weight (C*m, 1, kh, kw).
+  m.def("depthwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation) -> Tensor");
+  m.def("depthwise_conv2d_backward_input(Tensor grad_output, Tensor weight, "
+        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+  m.def("depthwise_conv2d_backward_weight(Tensor grad_output, Tensor input, "
+        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+
+  // Pointwise (1x1) convolution, a GEMM per image: out[n] = weight (C_out x C) @ input[n].
+  m.def("pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias) -> Tensor");
+  m.def("pointwise_conv2d_backward_input(Tensor grad_output, Tensor weight) -> Tensor");
+  m.def("pointwise_conv2d_backward_weight(Tensor grad_output, Tensor input) -> Tensor");
+
+  // Dense atrous convolution (groups=1): dilated im2col + the same GEMM.
+  m.def("atrous_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation) -> Tensor");
+  m.def("atrous_conv2d_backward_input(Tensor grad_output, Tensor weight, "
+        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+  m.def("atrous_conv2d_backward_weight(Tensor grad_output, Tensor input, "
+        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+
+  // Bias gradient of any of the convolutions: grad_output summed over N, H and W.
+  m.def("conv2d_backward_bias(Tensor grad_output) -> Tensor");
+}
+
+#ifdef ATROUS_WITH_CUDA
+// Defined in csrc/cuda/build_info.cu, compiled by nvcc, so it reports what nvcc built.
+const char* atrous_cuda_build_info();
+#endif
+
+namespace {
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
+                          "atrous._C: the compiled atrous kernels (importing it registers the "
+                          "operators under torch.ops.atrous)",
+                          -1, nullptr};
+
+}  // namespace
+
+// `import atrous._C` loads this library, which runs the registrations above. The module
+// carries the build configuration so `python -m atrous.info` reports what was compiled.
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+#ifdef ATROUS_BUILD_TORCH_VERSION
+  PyModule_AddStringConstant(module, "build_torch_version", ATROUS_STR(ATROUS_BUILD_TORCH_VERSION));
+#endif
+#ifdef ATROUS_WITH_CUDA
+  PyModule_AddIntConstant(module, "with_cuda", 1);
+  PyModule_AddStringConstant(module, "cuda_build_info", atrous_cuda_build_info());
+#else
+  PyModule_AddIntConstant(module, "with_cuda", 0);
+  PyModule_AddStringConstant(module, "cuda_build_info", "");
+#endif
+#ifdef _OPENMP
+  PyModule_AddIntConstant(module, "with_openmp", 1);
+#else
+  PyModule_AddIntConstant(module, "with_openmp", 0);
+#endif
+#ifdef ATROUS_CPU_ARCH_FLAGS
+  PyModule_AddStringConstant(module, "cpu_arch_flags", ATROUS_STR(ATROUS_CPU_ARCH_FLAGS));
+#else
+  PyModule_AddStringConstant(module, "cpu_arch_flags", "");
+#endif
+  return module;
+}
