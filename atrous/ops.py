@@ -78,8 +78,9 @@ def _check_devices(op: str, qualname: str, input, weight, bias) -> None:
     """Device agreement and kernel availability, checked before dispatch: the dispatcher would
     otherwise pick a backend from the mix of devices and fail with a less helpful message."""
     for name, t in (("input", input), ("weight", weight), ("bias", bias)):
-        if t is not None and not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
+        if not isinstance(t, torch.Tensor) and not (name == "bias" and t is None):
+            expected = "a torch.Tensor or None" if name == "bias" else "a torch.Tensor"
+            raise TypeError(f"{op}: expected {name} to be {expected}, got {type(t).__name__}")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.device != input.device:
             raise RuntimeError(

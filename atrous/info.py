@@ -1,0 +1,125 @@
+"""`python -m atrous.info`: what was built and what this machine offers; paste it into bug reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+OPERATORS = [
+    "depthwise_conv2d", "depthwise_conv2d_backward_input", "depthwise_conv2d_backward_weight",
+    "pointwise_conv2d", "pointwise_conv2d_backward_input", "pointwise_conv2d_backward_weight",
+    "atrous_conv2d", "atrous_conv2d_backward_input", "atrous_conv2d_backward_weight",
+    "conv2d_backward_bias",
+]
+
+
+def build_config() -> dict:
+    """The configuration setup.py chose (atrous/_build_config.json), or {} if never built."""
+    path = os.path.join(os.path.dirname(__file__), "_build_config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def kernel_table() -> dict[str, dict[str, bool]]:
+    """For each operator, whether a CPU and a CUDA kernel are registered."""
+    import torch
+
+    table = {}
+    for name in OPERATORS:
+        qualname = f"atrous::{name}"
+        row = {}
+        for key in ("CPU", "CUDA"):
+            try:
+                row[key] = torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key)
+            except RuntimeError:  # operator not registered at all
+                row[key] = False
+        table[name] = row
+    return table
+
+
+def collect() -> dict:
+    import torch
+
+    from . import __version__
+    from ._extension import try_load
+
+    ext, error = try_load()
+    info = {
+        "atrous": __version__,
+        "python": f"{platform.python_version()} ({platform.system()} {platform.machine()})",
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "gpu_visible": torch.cuda.is_available(),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else [],
+        "extension": None if ext is None else ext.__file__,
+        "extension_error": error,
+        "build": build_config(),
+    }
+    if ext is not None:
+        info["built_against_torch"] = getattr(ext, "build_torch_version", "?")
+        info["cpu_kernels"] = True
+        info["cpu_arch_flags"] = getattr(ext, "cpu_arch_flags", "") or "(generic)"
+        info["openmp"] = bool(getattr(ext, "with_openmp", 0))
+        info["cuda_compiled"] = bool(getattr(ext, "with_cuda", 0))
+        info["cuda_build_info"] = getattr(ext, "cuda_build_info", "")
+        info["kernels"] = kernel_table()
+    return info
+
+
+def format_report(info: dict) -> str:
+    lines = [
+        f"atrous       {info['atrous']}",
+        f"python       {info['python']}",
+        f"torch        {info['torch']} (CUDA {info['torch_cuda'] or 'none: CPU build'}), "
+        f"{info['threads']} threads",
+        f"GPU visible  {'yes: ' + ', '.join(info['gpus']) if info['gpu_visible'] else 'no'}",
+    ]
+    if info["extension"] is None:
+        lines.append(f"extension    NOT LOADED: {info['extension_error']}")
+    else:
+        lines += [
+            f"extension    {info['extension']}",
+            f"  built against torch {info['built_against_torch']}",
+            f"  CPU kernels  yes ({info['cpu_arch_flags']}, OpenMP {'yes' if info['openmp'] else 'no'})",
+        ]
+        if info["cuda_compiled"]:
+            with_cuda = sum(row["CUDA"] for row in info["kernels"].values())
+            lines.append(f"  CUDA         compiled ({info['cuda_build_info']}); "
+                         f"{with_cuda}/{len(info['kernels'])} operators have CUDA kernels")
+        else:
+            reason = info["build"].get("cuda_reason", "unknown")
+            lines.append(f"  CUDA         not compiled ({reason})")
+        lines.append("  operators    " + "  ".join(["CPU", "CUDA"]))
+        for name, row in info["kernels"].items():
+            marks = "  ".join(("yes" if row[k] else "no ").ljust(len(k)) for k in ("CPU", "CUDA"))
+            lines.append(f"    {name:34s} {marks}")
+    build = info["build"]
+    if build:
+        lines.append("build configuration (setup.py)")
+        for key in ("cuda_home", "cuda_home_found_by", "cuda_toolkit_version", "cuda_arch_list", "cxx_flags"):
+            lines.append(f"  {key:21s}{build.get(key)}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    info = collect()
+    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return 0 if info["extension"] is not None else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m atrous.info", description=__doc__)
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,74 @@
+"""Autograd of the atrous ops: gradcheck and gradgradcheck in float64, and deterministic gradients."""
+
+import pytest
+import torch
+
+import atrous.ops as ops
+
+# (op, weight shape for C=3 inputs, kwargs): asymmetric stride/padding/dilation where allowed.
+CASES = {
+    "depthwise": (ops.depthwise_conv2d, (6, 1, 3, 2), dict(stride=(2, 1), padding=(3, 1), dilation=(3, 2))),
+    "depthwise_big_rate": (ops.depthwise_conv2d, (3, 1, 3, 3), dict(padding=12, dilation=12)),
+    "pointwise": (ops.pointwise_conv2d, (4, 3, 1, 1), {}),
+    "dense": (ops.atrous_conv2d, (4, 3, 3, 3), dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1))),
+}
+
+
+def _inputs(weight_shape, bias=True, layout=torch.contiguous_format):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=gen).contiguous(memory_format=layout)
+    w = torch.randn(*weight_shape, dtype=torch.float64, generator=gen)
+    b = torch.randn(weight_shape[0], dtype=torch.float64, generator=gen) if bias else None
+    return [t.requires_grad_(True) if t is not None else None for t in (x, w, b)]
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gradcheck(name, layout):
+    op, weight_shape, kwargs = CASES[name]
+    x, w, b = _inputs(weight_shape, layout=layout)
+    assert torch.autograd.gradcheck(lambda x, w, b: op(x, w, b, **kwargs), (x, w, b))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_gradgradcheck(name):
+    # Double backward works: the backward ops have registered gradients (see atrous/ops.py).
+    op, weight_shape, kwargs = CASES[name]
+    x, w, b = _inputs(weight_shape)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: op(x, w, b, **kwargs), (x, w, b))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_gradcheck_without_bias_and_partial_requires_grad(name):
+    op, weight_shape, kwargs = CASES[name]
+    x, w, _ = _inputs(weight_shape, bias=False)
+    assert torch.autograd.gradcheck(lambda x: op(x, w.detach(), None, **kwargs), (x,))
+    assert torch.autograd.gradcheck(lambda w: op(x.detach(), w, None, **kwargs), (w,))
+
+
+def _weight_and_bias_grads(op, x, w, b, kwargs, gy):
+    x, w, b = (t.detach().requires_grad_(True) for t in (x, w, b))
+    return torch.autograd.grad(op(x, w, b, **kwargs), (x, w, b), gy)
+
+
+@pytest.mark.parametrize("name", ["depthwise", "pointwise", "dense"])
+def test_gradients_are_bitwise_deterministic_across_runs_and_threads(name):
+    # Weight and bias gradients reduce over the batch and the plane; each element is summed
+    # in a fixed order, so two runs, and runs on 1 or 2 threads, agree bit for bit.
+    op, weight_shape, kwargs = CASES[name]
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, 33, 33, generator=gen)
+    w = torch.randn(*weight_shape, generator=gen)
+    b = torch.randn(weight_shape[0], generator=gen)
+    gy = torch.randn(op(x, w, b, **kwargs).shape, generator=gen)
+    first = _weight_and_bias_grads(op, x, w, b, kwargs, gy)
+    second = _weight_and_bias_grads(op, x, w, b, kwargs, gy)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = _weight_and_bias_grads(op, x, w, b, kwargs, gy)
+    finally:
+        torch.set_num_threads(threads)
+    for a, s, t in zip(first, second, single):
+        assert torch.equal(a, s)
+        assert torch.equal(a, t)

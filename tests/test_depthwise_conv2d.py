@@ -1,0 +1,92 @@
+"""Depthwise atrous convolution: property tests against F.conv2d(groups=C) and hand-computed cases."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+
+import atrous.ops as ops
+from conv_cases import ConvCase, check_case, conv_cases
+
+
+@settings(max_examples=80)
+@given(conv_cases("depthwise"))
+def test_matches_torch_float64(case):
+    check_case(case)
+
+
+@settings(max_examples=30)
+@given(conv_cases("depthwise", dtypes=(torch.float32,)))
+def test_matches_torch_float32(case):
+    check_case(case)
+
+
+@pytest.mark.parametrize("dilation,padding", [(1, 1), (2, 2), (6, 6), (12, 12), (18, 18), (24, 24)])
+def test_deeplab_rates_on_odd_planes(dilation, padding):
+    # ASPP-like rates on 33x33 and 65x65 planes, including d*(k-1) >= H at rate 18 and 24 on 33.
+    for size in (33, 65):
+        check_case(ConvCase("depthwise", 2, 3, 6, size, size, 3, 3, (1, 1), (padding, padding),
+                            (dilation, dilation), True, "contiguous", torch.float64))
+
+
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 3), (5, 5), (7, 7), (2, 3)])
+def test_kernel_sizes_with_stride_2_and_dilation(kernel):
+    check_case(ConvCase("depthwise", 1, 2, 4, 17, 16, *kernel, (2, 2), (3, 2), (2, 3), True,
+                        "channels_last", torch.float64))
+
+
+def test_hand_computed_dilated_sum():
+    # x = 0..24 on a 5x5 grid, a 3x3 kernel of ones, dilation 2, padding 2.
+    # Centre output (2, 2) reads rows/cols {0, 2, 4}: 0+2+4+10+12+14+20+22+24 = 108.
+    # Corner output (0, 0) reads rows/cols {-2, 0, 2}; only (0,0),(0,2),(2,0),(2,2) are inside:
+    # 0 + 2 + 10 + 12 = 24. Output (0, 2) reads rows {-2,0,2} x cols {0,2,4}: 0+2+4+10+12+14 = 42.
+    x = torch.arange(25, dtype=torch.float64).view(1, 1, 5, 5)
+    w = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    y = ops.depthwise_conv2d(x, w, padding=2, dilation=2)
+    assert y.shape == (1, 1, 5, 5)
+    assert y[0, 0, 2, 2].item() == 108
+    assert y[0, 0, 0, 0].item() == 24
+    assert y[0, 0, 0, 2].item() == 42
+    # Without padding only the centre survives: (5 + 0 - 5) / 1 + 1 = 1.
+    assert ops.depthwise_conv2d(x, w, dilation=2).flatten().tolist() == [108.0]
+
+
+def test_depth_multiplier_channel_order():
+    # Output channel c*m + k reads input channel c (F.conv2d's grouping), here m = 2:
+    # channel 1 = 1 * x0, channel 2 = 10 * x1 (weights are 1x1 scalars 0.., 1, 10, 100).
+    x = torch.stack([torch.full((2, 2), 1.0), torch.full((2, 2), 2.0)]).unsqueeze(0).double()
+    w = torch.tensor([0.0, 1.0, 10.0, 100.0], dtype=torch.float64).view(4, 1, 1, 1)
+    y = ops.depthwise_conv2d(x, w)
+    assert y[0, :, 0, 0].tolist() == [0.0, 1.0, 20.0, 200.0]
+
+
+def test_equals_independent_single_channel_convolutions():
+    # A depthwise conv is C independent single-channel convs.
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 19, 23, dtype=torch.float64)
+    w = torch.randn(5, 1, 3, 3, dtype=torch.float64)
+    y = ops.depthwise_conv2d(x, w, padding=4, dilation=4)
+    for c in range(5):
+        single = F.conv2d(x[:, c:c + 1], w[c:c + 1], padding=4, dilation=4)
+        torch.testing.assert_close(y[:, c:c + 1], single, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_of_zero():
+    x = torch.randn(0, 3, 8, 8)
+    w = torch.randn(3, 1, 3, 3, requires_grad=True)
+    y = ops.depthwise_conv2d(x, w, padding=2, dilation=2)
+    assert y.shape == (0, 3, 8, 8)
+    y.sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel,dilation", [(3, 6), (2, 1), (4, 3), (5, 2)])
+def test_string_padding_matches_torch(padding, kernel, dilation):
+    # Even kernels with odd dilation give an odd total padding for 'same': F.conv2d pads the
+    # extra row/column at the bottom/right.
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 20, 15, dtype=torch.float64)
+    w = torch.randn(3, 1, kernel, kernel, dtype=torch.float64)
+    y = ops.depthwise_conv2d(x, w, padding=padding, dilation=dilation)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=padding, dilation=dilation, groups=3))
