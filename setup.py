@@ -103,7 +103,7 @@ setup(
     package_data={"atrous": ["_build_config.json"]},
     install_requires=["torch>=2.4", "numpy"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7", "expecttest"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7"],
         "viz": ["matplotlib>=3.7"],
     },
     ext_modules=ext_modules,

@@ -1,0 +1,45 @@
+# atrous: `make demo` (the main job) and `make test` (the suite). Each sets everything up first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' \))
+
+DEPS_STAMP  := $(VENV)/.atrous-deps
+BUILD_STAMP := $(VENV)/.atrous-built
+
+.PHONY: demo test install build info clean
+
+demo: install
+	$(PY) -m atrous demo
+
+test: install
+	MPLBACKEND=Agg $(PY) -m pytest
+
+install: $(BUILD_STAMP)
+
+# The virtual environment with torch and the build tools (torch must be present before the
+# extension builds, hence --no-build-isolation below).
+$(DEPS_STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch ninja setuptools wheel
+	touch $@
+
+# Installs the package in editable mode, which compiles the extension, then prints what was built.
+$(BUILD_STAMP): $(DEPS_STAMP) $(CSRC) setup.py pyproject.toml
+	$(PIP) install --quiet --no-build-isolation -e '.[test]'
+	$(PY) -m atrous.info
+	touch $@
+
+# Incremental rebuild for kernel work (ninja recompiles only what changed).
+build: $(DEPS_STAMP)
+	$(PY) setup.py build_ext --inplace
+	touch $(BUILD_STAMP)
+
+info: install
+	$(PY) -m atrous.info
+
+clean:
+	rm -rf build *.egg-info atrous/_C*.so atrous/_build_config.json
