@@ -24,7 +24,7 @@ install: $(BUILD_STAMP)
 $(DEPS_STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch ninja setuptools wheel
+	$(PIP) install --quiet torch numpy ninja setuptools wheel
 	touch $@
 
 # Installs the package in editable mode, which compiles the extension, then prints what was built.

@@ -29,17 +29,19 @@ import copy
 import functools
 import math
 import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = [
+    "TEACHING_STACKS",
     "AxisRF",
     "EffectiveRF",
     "ImagePooling",
@@ -47,7 +49,6 @@ __all__ = [
     "MeasuredRF",
     "Parallel",
     "ReceptiveFieldReport",
-    "TEACHING_STACKS",
     "UnsupportedModelError",
     "aspp_stack",
     "atrous_stack",
@@ -105,17 +106,14 @@ def conv_output_size(
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    span = size + 2 * padding - effective_kernel_size(kernel_size, dilation)
-    if span < 0:
-        raise ValueError(
-            f"input size {size} with padding {padding} is smaller than the effective kernel "
-            f"{effective_kernel_size(kernel_size, dilation)}"
-        )
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= size + padding:
+    k_eff = effective_kernel_size(kernel_size, dilation)
+    span = size + 2 * padding - k_eff
+    # PyTorch's pooling_output_shape: ceil_mode rounds the division up (a window may hang over the end)
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
+    if (span < 0 and not ceil_mode) or out < 1:
+        raise ValueError(f"input size {size} with padding {padding} is smaller than the effective kernel {k_eff}")
     return out
 
 
@@ -144,7 +142,7 @@ class AxisRF:
     @property
     def first(self) -> int:
         """First input pixel of output 0's RF: ``start - (r - 1) / 2`` (always an integer)."""
-        return int(round(self.start - (self.size - 1) / 2))
+        return round(self.start - (self.size - 1) / 2)
 
     def centre(self, i: int) -> float:
         """Centre of output ``i``'s RF: ``start + i j``."""
@@ -220,18 +218,24 @@ class LayerRF:
 
     def _check_position(self, y: int, x: int) -> None:
         if not (0 <= y < self.size[0] and 0 <= x < self.size[1]):
-            raise IndexError(f"output position (y={y}, x={x}) is outside the {self.size[0]}x{self.size[1]} map of #{self.index}")
+            raise IndexError(
+                f"output position (y={y}, x={x}) is outside the {self.size[0]}x{self.size[1]} map "
+                f"of #{self.index}"
+            )
 
     def _require_supported(self) -> None:
         if not self.supported:
-            raise UnsupportedModelError(f"#{self.index} {self.label} ({self.op}) cannot be analysed: {self.note}")
+            raise UnsupportedModelError(
+                f"#{self.index} {self.label} ({self.op}) cannot be analysed: {self.note}"
+            )
 
     def box(self, y: int, x: int) -> Box:
         """Unclipped theoretical RF of output ``(y, x)`` as ``(top, left, bottom, right)``, inclusive."""
         self._require_supported()
         if self.rf is None:
             raise UnsupportedModelError(
-                f"#{self.index} {self.label} ({self.op}) is not translation-equivariant ({self.note or 'upsampling or broadcasting upstream'}), "
+                f"#{self.index} {self.label} ({self.op}) is not translation-equivariant "
+                f"({self.note or 'upsampling or broadcasting upstream'}), "
                 "so it has no unclipped theoretical RF; use input_box_clipped"
             )
         self._check_position(y, x)
@@ -364,7 +368,9 @@ def _adaptive_taps(n_in: int, n_out: int) -> np.ndarray:
     return np.where(taps < ends[:, None], taps, -1)
 
 
-def _interp_taps(n_in: int, n_out: int, mode: str, align_corners: bool | None, scale: float | None) -> np.ndarray:
+def _interp_taps(
+    n_in: int, n_out: int, mode: str, align_corners: bool | None, scale: float | None
+) -> np.ndarray:
     """Taps of F.interpolate along one axis, with PyTorch's own index arithmetic (``scale`` is the
     user's scale_factor when the kernel receives it) so the zero-weight neighbours agree with what a
     float64 gradient sees. -1 marks an absent tap."""
@@ -425,11 +431,14 @@ _POINTWISE = frozenset(
     clamp_max clamp_max_ add add_ __add__ __radd__ __iadd__ sub sub_ __sub__ __rsub__ __isub__ rsub mul
     mul_ __mul__ __rmul__ __imul__ div div_ __truediv__ __rtruediv__ __itruediv__ true_divide
     true_divide_ pow pow_ __pow__ __rpow__ maximum minimum where masked_fill masked_fill_ addcmul
-    addcmul_ addcdiv addcdiv_ lerp lerp_ requires_grad_ cpu cuda nan_to_num nan_to_num_""".split()
+    addcmul_ addcdiv addcdiv_ lerp lerp_ requires_grad_ cpu cuda nan_to_num nan_to_num_""".split()  # noqa: SIM905
 )
 # Normalisations whose statistics span the feature map: treated as pointwise, with a warning.
 _SPATIAL_STATS = frozenset({"group_norm", "instance_norm", "layer_norm"})
-_RESHAPES = frozenset({"view", "reshape", "view_as", "reshape_as", "unflatten", "squeeze", "unsqueeze", "squeeze_", "unsqueeze_"})
+_RESHAPES = frozenset(
+    {"view", "reshape", "view_as", "reshape_as", "unflatten", "squeeze", "unsqueeze", "squeeze_",
+     "unsqueeze_"}
+)
 _REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "nanmean", "nansum"})
 
 
@@ -443,7 +452,9 @@ def _bind(args: tuple, kwargs: dict, names: Sequence[str], defaults: Mapping[str
 def _pair(value: Any, what: str) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value), int(value)
-    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
+    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) for v in value
+    ):
         return int(value[0]), int(value[1])
     raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
 
@@ -527,7 +538,9 @@ class _Tracer(TorchFunctionMode):
     def where(self) -> str:
         return self._stack[-1] if self._stack else ""
 
-    def unsupported(self, op: str, reason: str, parents: Sequence[int] = (), size=(0, 0), channels=None, name=None) -> int:
+    def unsupported(
+        self, op: str, reason: str, parents: Sequence[int] = (), size=(0, 0), channels=None, name=None
+    ) -> int:
         name = self.where if name is None else name
         row = LayerRF(len(self.layers), name, op, "", size, channels, tuple(parents), None, False, reason)
         self.layers.append(row)
@@ -553,23 +566,30 @@ class _Tracer(TorchFunctionMode):
         self.layers.append(row)
         return row.index
 
-    def window_row(self, parent: int, op: str, k, s, p, d, size, channels, name=None, ceil_mode=False) -> int:
-        """A convolution/pooling row; checks the declared geometry against the produced size."""
+    def window_row(self, parent: int, op: str, k, s, p, d, size, channels, name=None, ceil_mode=False,
+                   extra=(0, 0), check_size=True) -> int:
+        """A convolution/pooling row; checks the declared geometry against the produced size.
+        ``extra``: padding on the right/bottom beyond ``p`` (padding='same' with an even span)."""
         prow = self.layers[parent]
         if not prow.supported:
             return parent
         params = _window_params(k, s, p, d)
         n_in = prow.size
-        for axis in (0, 1):
+        for axis in (0, 1) if check_size else ():
             try:
-                expected = conv_output_size(n_in[axis], k[axis], s[axis], p[axis], d[axis], ceil_mode)
+                n = n_in[axis] + extra[axis]
+                expected = conv_output_size(n, k[axis], s[axis], p[axis], d[axis], ceil_mode)
             except ValueError as e:
                 expected = f"an error ({e})"
             if expected != size[axis]:
                 return self.unsupported(
-                    op, f"declares kernel_size={_fmt_pair(*k)}, stride={_fmt_pair(*s)}, padding={_fmt_pair(*p)}, "
-                    f"dilation={_fmt_pair(*d)}{', ceil_mode' if ceil_mode else ''}, which maps {n_in[0]}x{n_in[1]} "
-                    f"to {expected} along axis {axis}, but it produced {size[0]}x{size[1]}", [parent], size, channels, name)
+                    op,
+                    f"declares kernel_size={_fmt_pair(*k)}, stride={_fmt_pair(*s)}, "
+                    f"padding={_fmt_pair(*p)}, dilation={_fmt_pair(*d)}{', ceil_mode' if ceil_mode else ''}, "
+                    f"which maps {n_in[0]}x{n_in[1]} to {expected} along axis {axis}, "
+                    f"but it produced {size[0]}x{size[1]}",
+                    [parent], size, channels, name,
+                )
         rf = None if prow.rf is None else tuple(prow.rf[a].then(k[a], s[a], p[a], d[a]) for a in (0, 1))
         taps = [_window_taps(size[a], k[a], s[a], p[a], d[a]) for a in (0, 1)]
         return self.add_row(op, params, [(parent, *taps)], size, channels, rf, name=name)
@@ -612,7 +632,8 @@ class _Tracer(TorchFunctionMode):
         if parent is None:
             return self.unsupported(op, _UNKNOWN_ORIGIN)
         if x.dim() != 4 or y.dim() != 4:
-            return self.unsupported(op, f"expects (N, C, H, W) tensors, got {x.dim()}-D in and {y.dim()}-D out", [parent])
+            reason = f"expects (N, C, H, W) tensors, got {x.dim()}-D in and {y.dim()}-D out"
+            return self.unsupported(op, reason, [parent])
         size, channels = (int(y.shape[-2]), int(y.shape[-1])), int(y.shape[1])
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             return self.adaptive_row(parent, op, size, channels)
@@ -624,22 +645,25 @@ class _Tracer(TorchFunctionMode):
             ceil_mode = bool(getattr(module, "ceil_mode", False))
             mode = getattr(module, "padding_mode", "zeros")
             if mode != "zeros":
-                return self.unsupported(op, f"padding_mode={mode!r}: only zero padding keeps the support exact", [parent], size, channels)
-            p = self.resolve_padding(pad, k, s, d)
+                reason = f"padding_mode={mode!r}: only zero padding keeps the support exact"
+                return self.unsupported(op, reason, [parent], size, channels)
+            p, extra = self.resolve_padding(pad, k, s, d)
         except ValueError as e:
             return self.unsupported(op, f"cannot read its geometry: {e}", [parent], size, channels)
-        return self.window_row(parent, op, k, s, p, d, size, channels, ceil_mode=ceil_mode)
+        return self.window_row(parent, op, k, s, p, d, size, channels, ceil_mode=ceil_mode, extra=extra)
 
     @staticmethod
-    def resolve_padding(pad, k, s, d) -> tuple[int, int]:
+    def resolve_padding(pad, k, s, d) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(left/top padding, extra right/bottom padding) per axis."""
         if pad == "valid":
-            return 0, 0
+            return (0, 0), (0, 0)
         if pad == "same":
             if s != (1, 1):
                 raise ValueError("padding='same' needs stride 1")
             # PyTorch puts total // 2 on the left/top (the odd pixel goes right/bottom).
-            return tuple((d[a] * (k[a] - 1)) // 2 for a in (0, 1))
-        return _pair(pad, "padding")
+            total = [d[a] * (k[a] - 1) for a in (0, 1)]
+            return tuple(t // 2 for t in total), tuple(t % 2 for t in total)
+        return _pair(pad, "padding"), (0, 0)
 
     def adaptive_row(self, parent: int, op: str, size, channels) -> int:
         prow = self.layers[parent]
@@ -678,7 +702,7 @@ class _Tracer(TorchFunctionMode):
             for t in outs:
                 self.set(t, _CONST)
             return
-        name = getattr(func, "__name__", type(func).__name__)
+        name = _op_name(func)
         rows = [s for s in states if s is not None and s != _CONST]
         bad = [r for r in rows if not self.layers[r].supported]
         if bad:
@@ -688,10 +712,22 @@ class _Tracer(TorchFunctionMode):
         else:
             try:
                 row = _HANDLERS.get(name, _unknown_op)(self, name, args, kwargs, outs[0], ins, states)
-            except Exception as e:  # never let an analysis gap crash the model's forward
+            except Exception as e:  # noqa: BLE001 - an analysis gap must never crash the model's forward
                 row = self.unsupported(name, f"analysis failed: {type(e).__name__}: {e}", rows)
         for t in outs:
             self.set(t, row)
+
+
+def _op_name(func: Any) -> str:
+    """Python-level name of a torch function; dispatcher ops (``torch.ops.ns.op``) keep their namespace
+    unless it is aten, so e.g. ``atrous::atrous_conv2d`` stays distinct from ``conv2d``."""
+    if isinstance(func, torch._ops.OpOverload):
+        name = func._schema.name
+    elif isinstance(func, torch._ops.OpOverloadPacket):
+        name = func._qualified_op_name
+    else:
+        return getattr(func, "__name__", type(func).__name__)
+    return name.removeprefix("aten::")
 
 
 _UNKNOWN_ORIGIN = (
@@ -714,7 +750,8 @@ def _size(t: torch.Tensor) -> tuple[int, int]:
 def _unknown_op(tr: _Tracer, name, args, kwargs, out, ins, states) -> int:
     rows = [s for s in states if s is not None and s != _CONST]
     size = _size(out) if out.dim() >= 2 else (0, 0)
-    return tr.unsupported(name, "not a spatial op the analysis knows (see receptive_field's docstring)", rows, size)
+    reason = "not a spatial op the analysis knows (see receptive_field's docstring)"
+    return tr.unsupported(name, reason, rows, size)
 
 
 def _merge(tr: _Tracer, name, out, ins, states) -> int:
@@ -742,14 +779,18 @@ def _merge(tr: _Tracer, name, out, ins, states) -> int:
     if not broadcast and all(r is not None for r in rfs):
         axes = [_union([r[a] for r in rfs]) for a in (0, 1)]
         rf = None if None in axes else tuple(axes)
-    note = "broadcast" if broadcast else ("branch strides differ" if rf is None and all(r is not None for r in rfs) else "")
+    if broadcast:
+        note = "broadcast"
+    else:
+        note = "branch strides differ" if rf is None and all(r is not None for r in rfs) else ""
     params = "union " + ",".join(f"#{s}" for s in unique) if len(unique) > 1 else "broadcast"
     return tr.add_row(name, params, edges, size, int(out.shape[1]), rf, note)
 
 
 def _pointwise(tr, name, args, kwargs, out, ins, states) -> int:
     if name in _SPATIAL_STATS:
-        tr.warnings.append(f"{name} in {tr.where or '<model>'}: its statistics span the feature map; treated as pointwise")
+        where = tr.where or "<model>"
+        tr.warnings.append(f"{name} in {where}: its statistics span the feature map; treated as pointwise")
     return _merge(tr, name, out, ins, states)
 
 
@@ -757,12 +798,13 @@ def _conv2d(tr, name, args, kwargs, out, ins, states) -> int:
     v = _bind(args, kwargs, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
               {"stride": 1, "padding": 0, "dilation": 1})
     if tr.get(v["input"]) in (None, _CONST) or tr.get(v["weight"]) != _CONST:
-        return tr.unsupported(name, "the weight depends on the input (dynamic filters)", [s for s in states if s not in (None, _CONST)])
+        rows = [s for s in states if s not in (None, _CONST)]
+        return tr.unsupported(name, "the weight depends on the input (dynamic filters)", rows)
     parent = tr.get(v["input"])
     k = _pair(tuple(v["weight"].shape[-2:]), "kernel_size")
     s, d = _pair(v["stride"], "stride"), _pair(v["dilation"], "dilation")
-    p = tr.resolve_padding(v["padding"], k, s, d)
-    return tr.window_row(parent, name, k, s, p, d, _size(out), int(out.shape[1]))
+    p, extra = tr.resolve_padding(v["padding"], k, s, d)
+    return tr.window_row(parent, name, k, s, p, d, _size(out), int(out.shape[1]), extra=extra)
 
 
 def _max_pool2d(tr, name, args, kwargs, out, ins, states) -> int:
@@ -782,7 +824,8 @@ def _pool(tr, name, v, out, ins, states) -> int:
     k = _pair(v["kernel_size"], "kernel_size")
     s = _pair(v["stride"] if v["stride"] not in (None, [], ()) else v["kernel_size"], "stride")
     p, d = _pair(v["padding"], "padding"), _pair(v.get("dilation", 1), "dilation")
-    return tr.window_row(parent, name, k, s, p, d, _size(out), int(out.shape[1]), ceil_mode=bool(v["ceil_mode"]))
+    ceil_mode = bool(v["ceil_mode"])
+    return tr.window_row(parent, name, k, s, p, d, _size(out), int(out.shape[1]), ceil_mode=ceil_mode)
 
 
 def _adaptive(tr, name, args, kwargs, out, ins, states) -> int:
@@ -797,8 +840,9 @@ def _interpolate(tr, name, args, kwargs, out, ins, states) -> int:
         defaults = {"mode": "nearest"}
     else:
         defaults = {"mode": "nearest"}
-    v = _bind(args, kwargs, ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"],
-              {"size": None, "scale_factor": None, "align_corners": None, "recompute_scale_factor": None, "antialias": False, **defaults})
+    names = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
+    v = _bind(args, kwargs, names, {"size": None, "scale_factor": None, "align_corners": None,
+                                    "recompute_scale_factor": None, "antialias": False, **defaults})
     x, parent = _first_stateful(ins, states)
     mode = v["mode"]
     if x.dim() != 4:
@@ -806,7 +850,9 @@ def _interpolate(tr, name, args, kwargs, out, ins, states) -> int:
     if mode == "area":
         return tr.adaptive_row(parent, f"{name}(area)", _size(out), int(out.shape[1]))
     if mode not in ("nearest", "nearest-exact", "bilinear") or v["antialias"]:
-        return tr.unsupported(name, f"mode={mode!r}{' with antialias' if v['antialias'] else ''}: only nearest, nearest-exact, bilinear and area are analysed (bicubic has negative weights)", [parent], _size(out))
+        reason = (f"mode={mode!r}{' with antialias' if v['antialias'] else ''}: only nearest, nearest-exact, "
+                  "bilinear and area are analysed (bicubic has negative weights)")
+        return tr.unsupported(name, reason, [parent], _size(out))
     n_in, n_out = _size(x), _size(out)
     sf = v["scale_factor"]
     scales = (None, None)
@@ -817,7 +863,8 @@ def _interpolate(tr, name, args, kwargs, out, ins, states) -> int:
     identity = n_in == n_out
     rf = prow.rf if identity else None
     params = f"{mode} {_fmt_pair(*n_in)}->{_fmt_pair(*n_out)}" + (" ac" if v["align_corners"] else "")
-    return tr.add_row(name, params, [(parent, *taps)], n_out, int(out.shape[1]), rf, "" if identity else "resampling")
+    note = "" if identity else "resampling"
+    return tr.add_row(name, params, [(parent, *taps)], n_out, int(out.shape[1]), rf, note)
 
 
 def _pad(tr, name, args, kwargs, out, ins, states) -> int:
@@ -825,7 +872,8 @@ def _pad(tr, name, args, kwargs, out, ins, states) -> int:
     x, parent = _first_stateful(ins, states)
     pad = list(v["pad"])
     if v["mode"] != "constant" or len(pad) not in (2, 4) or x.dim() != 4:
-        return tr.unsupported(name, f"only constant padding of H and W is analysed (mode={v['mode']!r}, pad={pad})", [parent], _size(out))
+        reason = f"only constant padding of H and W is analysed (mode={v['mode']!r}, pad={pad})"
+        return tr.unsupported(name, reason, [parent], _size(out))
     left, top = pad[0], (pad[2] if len(pad) == 4 else 0)
     p = (top, left)
     prow = tr.layers[parent]
@@ -838,8 +886,9 @@ def _pad(tr, name, args, kwargs, out, ins, states) -> int:
 def _cat(tr, name, args, kwargs, out, ins, states) -> int:
     v = _bind(args, kwargs, ["tensors", "dim"], {"dim": 0})
     if out.dim() != 4 or v["dim"] not in (1, -3):
-        return tr.unsupported(name, f"concatenation along dim {v['dim']}: only channel concatenation (dim=1) is analysed",
-                              [s for s in states if s not in (None, _CONST)], _size(out) if out.dim() >= 2 else (0, 0))
+        reason = f"concatenation along dim {v['dim']}: only channel concatenation (dim=1) is analysed"
+        rows = [s for s in states if s not in (None, _CONST)]
+        return tr.unsupported(name, reason, rows, _size(out) if out.dim() >= 2 else (0, 0))
     return _merge(tr, name, out, ins, states)
 
 
@@ -862,7 +911,8 @@ def _getitem(tr, name, args, kwargs, out, ins, states) -> int:
     index = index if isinstance(index, tuple) else (index,)
     ellipses = [n for n, i in enumerate(index) if i is Ellipsis]  # identity tests: index may hold tensors
     if x.dim() != 4 or out.dim() != 4 or any(i is None for i in index) or len(ellipses) > 1:
-        return tr.unsupported(name, "indexing that changes the (N, C, H, W) layout", [parent], _size(out) if out.dim() >= 2 else (0, 0))
+        size = _size(out) if out.dim() >= 2 else (0, 0)
+        return tr.unsupported(name, "indexing that changes the (N, C, H, W) layout", [parent], size)
     if ellipses:
         e = ellipses[0]
         index = index[:e] + (slice(None),) * (4 - len(index) + 1) + index[e + 1:]
@@ -882,17 +932,20 @@ def _getitem(tr, name, args, kwargs, out, ins, states) -> int:
         return parent  # channel/batch selection only
     # a crop is a 1-tap window with stride = step and padding = -start
     return tr.window_row(parent, "crop", (1, 1), tuple(steps), tuple(-s for s in starts), (1, 1),
-                         _size(out), int(out.shape[1]))
+                         _size(out), int(out.shape[1]), check_size=False)  # the slice's stop sets the size
 
 
 def _reduction(tr, name, args, kwargs, out, ins, states) -> int:
     v = _bind(args, kwargs, ["input", "dim", "keepdim"], {"dim": None, "keepdim": False})
+    if isinstance(v["dim"], torch.Tensor) or "other" in kwargs:  # torch.max(a, b): elementwise
+        return _merge(tr, name, out, ins, states)
     x, parent = _first_stateful(ins, states)
     dims = v["dim"]
     dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
     dims = {d % x.dim() for d in dims} if x.dim() == 4 else None
     if dims is None or not dims or not v["keepdim"] or out.dim() != 4:
-        return tr.unsupported(name, "reductions are analysed only over channels or over (H, W) with keepdim=True", [parent])
+        reason = "reductions are analysed only over channels or over (H, W) with keepdim=True"
+        return tr.unsupported(name, reason, [parent])
     if dims <= {0, 1}:
         return parent
     if dims >= {2, 3}:
@@ -912,7 +965,8 @@ def _reshape(tr, name, args, kwargs, out, ins, states) -> int:
     x, parent = _first_stateful(ins, states)
     if x.dim() == 4 and out.dim() == 4 and x.shape[-2:] == out.shape[-2:] and x.shape[0] == out.shape[0]:
         return parent
-    return tr.unsupported(name, f"{name} from {tuple(x.shape)} to {tuple(out.shape)} changes the spatial layout", [parent])
+    reason = f"{name} from {tuple(x.shape)} to {tuple(out.shape)} changes the spatial layout"
+    return tr.unsupported(name, reason, [parent])
 
 
 def _permute(tr, name, args, kwargs, out, ins, states) -> int:
@@ -940,6 +994,10 @@ _HANDLERS: dict[str, Callable[..., int]] = {
     **{n: _reshape for n in _RESHAPES},
     **{n: _reduction for n in _REDUCTIONS},
     "conv2d": _conv2d,
+    # the project's compiled ops (torch.ops.atrous.*) take F.conv2d's arguments, without groups
+    "atrous::atrous_conv2d": _conv2d,
+    "atrous::depthwise_conv2d": _conv2d,
+    "atrous::pointwise_conv2d": _conv2d,
     "max_pool2d": _max_pool2d,
     "max_pool2d_with_indices": _max_pool2d,
     "avg_pool2d": _avg_pool2d,
@@ -980,7 +1038,9 @@ def _input_size(input_size: Any) -> tuple[int, int]:
     try:
         H, W = _pair(tuple(input_size) if not isinstance(input_size, int) else input_size, "input_size")
     except (TypeError, ValueError):
-        raise ValueError(f"input_size must be an int or (H, W) of positive ints, got {input_size!r}") from None
+        raise ValueError(
+            f"input_size must be an int or (H, W) of positive ints, got {input_size!r}"
+        ) from None
     if H < 1 or W < 1:
         raise ValueError(f"input_size must be positive, got {input_size!r}")
     return H, W
@@ -990,7 +1050,8 @@ def _infer_in_channels(model: nn.Module) -> int:
     """Input channels of the first layer with a 4-D weight (registration order), else 3."""
     for m in model.modules():
         w = getattr(m, "weight", None)
-        if isinstance(w, torch.Tensor) and w.dim() == 4 and not isinstance(m, nn.modules.conv._ConvTransposeNd):
+        transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+        if isinstance(w, torch.Tensor) and w.dim() == 4 and not transposed:
             return int(w.shape[1]) * int(getattr(m, "groups", 1))
     return 3
 
@@ -1044,7 +1105,8 @@ def receptive_field(
       ``nn.MaxPool2d``, or our own modules that call compiled ops) is one window op described by those
       attributes; ``nn.AvgPool2d`` and adaptive pooling likewise. Its produced size is checked against
       ``conv_output_size``, so a module whose attributes lie is reported, not believed;
-    * every other torch function is followed: ``conv2d``, pooling, ``interpolate`` (nearest, bilinear,
+    * every other torch function is followed: ``conv2d`` and the compiled ``torch.ops.atrous.*``
+      convolutions, pooling, ``interpolate`` (nearest, bilinear,
       area), ``pad``, spatial slicing (crops), channel ``cat`` and binary ops (a union of the branches:
       ASPP, residual adds), pointwise ops and BN (pass-through), ``mean(dim=(2, 3), keepdim=True)``
       (global pooling).
@@ -1070,7 +1132,10 @@ def receptive_field(
         with _eval_mode(model), torch.no_grad(), tracer:
             out = model(x)
     except Exception as e:
-        raise RuntimeError(f"the model's forward failed on a 1x{in_channels}x{H}x{W} input (check input_size and in_channels): {e}") from e
+        raise RuntimeError(
+            f"the model's forward failed on a 1x{in_channels}x{H}x{W} input "
+            f"(check input_size and in_channels): {e}"
+        ) from e
     finally:
         tracer.remove_hooks()
     y = _select_output(out, output)
@@ -1103,7 +1168,8 @@ def format_table(report: ReceptiveFieldReport) -> str:
     for r in report.layers:
         size = _fmt_pair(*r.size) if r.size != (0, 0) else "-"
         if not r.supported:
-            lines.append([str(r.index), r.label, r.op, "", size, "-", "-", "-", "-", "unsupported: " + r.note])
+            note = "unsupported: " + r.note
+            lines.append([str(r.index), r.label, r.op, "", size, "-", "-", "-", "-", note])
             continue
         if r.rf is not None:
             rf = _fmt_pair(r.rf[0].size, r.rf[1].size)
@@ -1113,25 +1179,30 @@ def format_table(report: ReceptiveFieldReport) -> str:
             rf, jump, start, starred = "*", "*", "*", True
         centre = _fmt_pair(*r.size_at(*r.centre_position))
         mark = "" if not on_path or r.index in on_path else "  (not on the output's path)"
-        lines.append([str(r.index), r.label, r.op, r.params, size, "" if r.channels is None else str(r.channels),
+        channels = "" if r.channels is None else str(r.channels)
+        lines.append([str(r.index), r.label, r.op, r.params, size, channels,
                       rf, jump, start, centre + mark])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header[:-1])]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[-1]  # noqa: E731
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header[:-1])]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[-1]
+
     out = [fmt(header), fmt(["-" * w for w in widths] + ["-" * len(header[-1])])]
-    out += [fmt(l).rstrip() for l in lines]
+    out += [fmt(line).rstrip() for line in lines]
     H, W = report.input_size
     out.append("")
-    out.append(f"input {H}x{W}. RF, jump, start: unclipped theory (start = centre of output 0's RF in input pixels, "
-               "negative = in the padding); RF@centre: clipped RF of the central output.")
+    out.append(f"input {H}x{W}. RF, jump, start: unclipped theory (start = centre of output 0's RF in "
+               "input pixels, negative = in the padding); RF@centre: clipped RF of the central output.")
     if starred:
-        out.append("*: not translation-equivariant (resampling, uneven adaptive pooling, broadcasting): no single "
-                   "(RF, jump, start) exists; see RF@centre and input_box_clipped.")
+        out.append("*: not translation-equivariant (resampling, uneven adaptive pooling, broadcasting): "
+                   "no single (RF, jump, start) exists; see RF@centre and input_box_clipped.")
     if report.supported:
         o = report.output
         cy, cx = o.centre_position
         box = o.box_clipped(cy, cx)
-        out.append(f"output #{o.index} {o.label}: central position ({cy}, {cx}) sees input box {box} (clipped)"
-                   + (f", {o.box(cy, cx)} unclipped" if o.rf is not None else ""))
+        unclipped = f", {o.box(cy, cx)} unclipped" if o.rf is not None else ""
+        out.append(f"output #{o.index} {o.label}: central position ({cy}, {cx}) sees input box {box} "
+                   f"(clipped){unclipped}")
     for p in report.problems:
         out.append("problem: " + p)
     for w in report.warnings:
@@ -1176,7 +1247,8 @@ def _avg_like_max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     s = _pair(stride if stride not in (None, [], ()) else kernel_size, "stride")
     n = _size(x)
     out = [conv_output_size(n[a], k[a], s[a], p[a], d[a], ceil_mode) for a in (0, 1)]
-    extra = [max(0, (out[a] - 1) * s[a] + effective_kernel_size(k[a], d[a]) - n[a] - 2 * p[a]) for a in (0, 1)]
+    extra = [max(0, (out[a] - 1) * s[a] + effective_kernel_size(k[a], d[a]) - n[a] - 2 * p[a])
+             for a in (0, 1)]
     x = F.pad(x, (p[1], p[1] + extra[1], p[0], p[0] + extra[0]))
     C = x.shape[1]
     w = torch.full((C, 1, *k), 1.0 / (k[0] * k[1]), dtype=x.dtype, device=x.device)
@@ -1192,11 +1264,15 @@ class _MaxToAverage(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name in ("max_pool2d", "max_pool2d_with_indices"):
-            v = _bind(args, kwargs, ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
-                      {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
+            names = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+            defaults = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+            v = _bind(args, kwargs, names, {**defaults, "return_indices": False})
             if v["return_indices"] or name.endswith("indices"):
-                raise UnsupportedModelError("max pooling with return_indices (for unpooling) cannot be measured")
-            return _avg_like_max_pool(v["input"], v["kernel_size"], v["stride"], v["padding"], v["dilation"], v["ceil_mode"])
+                raise UnsupportedModelError(
+                    "max pooling with return_indices (for unpooling) cannot be measured"
+                )
+            return _avg_like_max_pool(v["input"], v["kernel_size"], v["stride"], v["padding"],
+                                      v["dilation"], v["ceil_mode"])
         if name in ("adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"):
             v = _bind(args, kwargs, ["input", "output_size", "return_indices"], {"return_indices": False})
             if v["return_indices"] or name.endswith("indices"):
@@ -1254,7 +1330,8 @@ def measure_receptive_fields(
     if in_channels is None:
         in_channels = _infer_in_channels(model)
     m = _measurement_copy(model)
-    x = torch.ones(1, in_channels, H, W, dtype=torch.float64, device=_float_dtype_device(m)[1], requires_grad=True)
+    device = _float_dtype_device(m)[1]
+    x = torch.ones(1, in_channels, H, W, dtype=torch.float64, device=device, requires_grad=True)
     with _MaxToAverage():
         y = _select_output(m(x), output)
     if y.dim() != 4:
@@ -1335,7 +1412,7 @@ class EffectiveRF:
         order = np.argsort(cheb, kind="stable")
         cum = np.cumsum(self.heatmap.ravel()[order])
         k = int(np.searchsorted(cum, fraction * cum[-1] - 1e-12))
-        return int(math.floor(2 * cheb[order][min(k, len(order) - 1)] + 1 + 1e-9))
+        return math.floor(2 * cheb[order][min(k, len(order) - 1)] + 1 + 1e-9)
 
 
 def effective_receptive_field(
@@ -1369,7 +1446,8 @@ def effective_receptive_field(
         inputs = torch.randn(samples, C, H, W, generator=gen, dtype=dtype).to(device)
     else:
         if not isinstance(inputs, torch.Tensor) or inputs.dim() not in (3, 4):
-            raise ValueError(f"inputs must be a (C, H, W) or (N, C, H, W) tensor, got {getattr(inputs, 'shape', type(inputs))}")
+            shape = getattr(inputs, "shape", type(inputs))
+            raise ValueError(f"inputs must be a (C, H, W) or (N, C, H, W) tensor, got {shape}")
         inputs = inputs[None] if inputs.dim() == 3 else inputs
         dtype, device = _float_dtype_device(model)
         inputs = inputs.to(dtype=dtype, device=device)
@@ -1404,9 +1482,13 @@ def effective_receptive_field(
             raise UnsupportedModelError("empty support")
     except UnsupportedModelError:
         ys, xs = np.mgrid[:H, :W]
-        centre = (float((heat * ys).sum()), float((heat * xs).sum())) if total > 0 else ((H - 1) / 2, (W - 1) / 2)
+        if total > 0:
+            centre = (float((heat * ys).sum()), float((heat * xs).sum()))
+        else:
+            centre = ((H - 1) / 2, (W - 1) / 2)
         source = "centroid"
-    return EffectiveRF(heat, tuple(int(v) for v in pos), centre, source, theoretical, clipped, int(inputs.shape[0]))
+    position = (int(pos[0]), int(pos[1]))
+    return EffectiveRF(heat, position, centre, source, theoretical, clipped, int(inputs.shape[0]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1448,7 +1530,9 @@ class ImagePooling(nn.Module):
 LayerSpec = Sequence[int]  # (kernel, stride, padding, dilation)
 
 
-def conv_stack(layers: Iterable[LayerSpec], channels: int = 4, in_channels: int = 3, relu: bool = True) -> nn.Sequential:
+def conv_stack(
+    layers: Iterable[LayerSpec], channels: int = 4, in_channels: int = 3, relu: bool = True
+) -> nn.Sequential:
     """A stack of ``nn.Conv2d(kernel, stride, padding, dilation)`` layers (each followed by ReLU)."""
     mods: list[nn.Module] = []
     c_in = in_channels
@@ -1499,14 +1583,17 @@ def multigrid_stack(rates: Sequence[int] = (1, 2, 4), repeats: int = 2, channels
     return conv_stack(_dilated(list(rates) * repeats), channels)
 
 
-def aspp_stack(output_stride: int = 16, rates: Sequence[int] = (6, 12, 18), channels: int = 4) -> nn.Sequential:
+def aspp_stack(
+    output_stride: int = 16, rates: Sequence[int] = (6, 12, 18), channels: int = 4
+) -> nn.Sequential:
     """A toy DeepLabV3: a stem of stride-2 3x3 convs down to ``output_stride``, then ASPP (a 1x1 branch,
     one 3x3 branch per rate, image pooling) concatenated and projected by a 1x1 conv."""
     if output_stride < 1 or output_stride & (output_stride - 1):
         raise ValueError(f"output_stride must be a power of two, got {output_stride}")
     stem = conv_stack([(3, 2, 1, 1)] * int(math.log2(output_stride)), channels)
     branches = [nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU())]
-    branches += [nn.Sequential(nn.Conv2d(channels, channels, 3, padding=r, dilation=r), nn.ReLU()) for r in rates]
+    branches += [nn.Sequential(nn.Conv2d(channels, channels, 3, padding=r, dilation=r), nn.ReLU())
+                 for r in rates]
     branches.append(ImagePooling(channels, channels))
     return nn.Sequential(
         stem,
@@ -1523,5 +1610,6 @@ TEACHING_STACKS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "hybrid": (hybrid_stack, "3x3 convs at rates 1, 2, 3, 1, 2, 3"),
     "multigrid": (multigrid_stack, "3x3 convs at rates 1, 2, 4, 1, 2, 4"),
     "aspp": (aspp_stack, "stride-16 stem + ASPP (1x1, rates 6, 12, 18, image pooling)"),
-    "aspp8": (functools.partial(aspp_stack, 8, (12, 24, 36)), "stride-8 stem + ASPP (1x1, rates 12, 24, 36, image pooling)"),
+    "aspp8": (functools.partial(aspp_stack, 8, (12, 24, 36)),
+              "stride-8 stem + ASPP (1x1, rates 12, 24, 36, image pooling)"),
 }

@@ -6,11 +6,11 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atrous import receptive_field as rfm
 
@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pictures", action="store_true", help="print the table only")
     parser.add_argument("--no-measure", action="store_true", help="skip the gradient measurement")
     parser.add_argument("--erf-input", choices=("photo", "random"), default=None,
-                        help="ERF over matplotlib's grace_hopper.jpg (default for 3 channels) or random images")
+                        help="ERF over matplotlib's grace_hopper.jpg (default for 3 channels) "
+                             "or random images")
     parser.add_argument("--erf-samples", type=int, default=4, metavar="N",
                         help="random images averaged for the ERF (default: 4)")
     parser.add_argument("--teaching", action="store_true",
@@ -67,7 +68,9 @@ def load_model(spec: str) -> nn.Module:
         raise ValueError(f"MODEL {spec!r}: cannot import it ({e})") from e
     model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
     if not isinstance(model, nn.Module):
-        raise ValueError(f"MODEL {spec!r}: expected an nn.Module or a factory returning one, got {type(model).__name__}")
+        raise TypeError(
+            f"MODEL {spec!r}: expected an nn.Module or a factory returning one, got {type(model).__name__}"
+        )
     return model
 
 
@@ -111,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
         if args.erf_samples < 1:
             raise ValueError(f"--erf-samples must be >= 1, got {args.erf_samples}")
         report = rfm.receptive_field(model, (H, W), in_channels=args.in_channels)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:
         print(f"rf: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     print(report.table())
@@ -161,7 +164,7 @@ def _teaching(out: Path) -> list[Path]:
     viz.plot_rf_growth(path=paths["rf_growth.png"])
     viz.plot_gridding(path=paths["gridding.png"])
     viz.plot_aspp_coverage(path=paths["aspp_coverage.png"])
-    erfs = {name: rfm.effective_receptive_field(MODELS[name][0](), input_size=97, samples=8)
+    erfs = {name: rfm.effective_receptive_field(MODELS[name][0](), input_size=81, samples=4)
             for name in ("plain", "strided", "atrous", "hybrid")}
     viz.plot_erf(erfs, path=paths["erf_stacks.png"])
     return list(paths.values())

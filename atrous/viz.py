@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
-import torch.nn as nn
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from torch import nn
 
 from atrous import receptive_field as rfm
 
@@ -90,7 +90,9 @@ def _k_eff_text(k: int, d: int) -> str:
     return f"k_eff = {k} + ({k}-1)({d}-1) = {rfm.effective_kernel_size(k, d)}"
 
 
-def _grid(ax: Axes, rows: int, cols: int, colour: str, origin=(0, 0), gid: str = "cell", pad: int = 0) -> dict:
+def _grid(
+    ax: Axes, rows: int, cols: int, colour: str, origin=(0, 0), gid: str = "cell", pad: int = 0
+) -> dict:
     """Unit cells at (row, col) for rows/cols in [-pad, n + pad); padding cells are white and dashed."""
     cells = {}
     for r in range(-pad, rows + pad):
@@ -152,7 +154,7 @@ def plot_dilated_kernel(
 def animate_dilated_conv(
     rate: int = 2,
     kernel_size: int = 3,
-    input_size: int = 7,
+    input_size: int = 5,
     stride: int = 1,
     padding: int | None = None,
     path: PathLike = None,
@@ -163,7 +165,6 @@ def animate_dilated_conv(
     a GIF when ``path`` (ending in ``.gif``) is given. ``padding`` defaults to "same": ``d (k - 1) // 2``."""
     if path is not None and Path(path).suffix.lower() != ".gif":
         raise ValueError(f"path must end in .gif, got {path!r}")
-    k_eff = rfm.effective_kernel_size(kernel_size, rate)
     p = rate * (kernel_size - 1) // 2 if padding is None else padding
     if p < 0:
         raise ValueError(f"padding must be >= 0, got {p}")
@@ -242,9 +243,13 @@ def plot_rf_growth(
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_rf, ax_jump = fig.subplots(1, 2)
     for name, model in stacks.items():
-        report = model if isinstance(model, rfm.ReceptiveFieldReport) else rfm.receptive_field(model, input_size)
+        if isinstance(model, rfm.ReceptiveFieldReport):
+            report = model
+        else:
+            report = rfm.receptive_field(model, input_size)
         if not report.supported:
-            raise rfm.UnsupportedModelError(f"stacks[{name!r}] cannot be analysed: " + "; ".join(report.problems))
+            problems = "; ".join(report.problems)
+            raise rfm.UnsupportedModelError(f"stacks[{name!r}] cannot be analysed: {problems}")
         rfs, jumps, _ = _growth(report)
         depth = list(range(len(rfs)))
         (line,) = ax_rf.plot(depth, rfs, marker="o", label=name)
@@ -307,7 +312,8 @@ def plot_gridding(
         ax.set_ylim(box[2] + 1.5, box[0] - 1.5)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"gridding: input pixels reaching one output of stacked {kernel_size}x{kernel_size} dilated convs")
+    k = f"{kernel_size}x{kernel_size}"
+    fig.suptitle(f"gridding: input pixels reaching one output of stacked {k} dilated convs")
     return _save(fig, path)
 
 
@@ -408,14 +414,15 @@ def plot_erf(
         H, W = heat.shape
         lines = [name] if name else []
         if erf.theoretical_box is not None:
-            t, l, b, r = erf.theoretical_box
+            top, left, bottom, right = erf.theoretical_box
             ax.add_patch(_box_patch(erf.theoretical_box, edgecolor="#2ec4b6", linewidth=2, gid="theoretical"))
-            lines.append(f"theoretical RF {b - t + 1}x{r - l + 1}")
+            lines.append(f"theoretical RF {bottom - top + 1}x{right - left + 1}")
         elif erf.clipped_box is not None:
-            t, l, b, r = erf.clipped_box
-            lines.append(f"clipped RF {b - t + 1}x{r - l + 1} (no theory: resampled)")
+            top, left, bottom, right = erf.clipped_box
+            lines.append(f"clipped RF {bottom - top + 1}x{right - left + 1} (no theory: resampled)")
         if erf.clipped_box is not None and erf.clipped_box != erf.theoretical_box:
-            ax.add_patch(_box_patch(erf.clipped_box, edgecolor="#2ec4b6", linewidth=1.5, linestyle="--", gid="clipped"))
+            ax.add_patch(_box_patch(erf.clipped_box, edgecolor="#2ec4b6", linewidth=1.5, linestyle="--",
+                                    gid="clipped"))
         side = erf.side_for_mass(mass)
         cy, cx = erf.centre
         half = (side - 1) / 2
@@ -447,14 +454,16 @@ def plot_measured_rf(
         row = rf_info.output if isinstance(rf_info, rfm.ReceptiveFieldReport) else rf_info
         clipped = row.box_clipped(*measured.position)
         if clipped is not None:
-            ax.add_patch(_box_patch(clipped, edgecolor="#e4572e", linestyle="--", linewidth=1.5, gid="clipped"))
+            ax.add_patch(_box_patch(clipped, edgecolor="#e4572e", linestyle="--", linewidth=1.5,
+                                    gid="clipped"))
         agree = "agrees" if clipped == measured.box else "DISAGREES"
         title.append(f"analytic clipped box {agree}")
         if row.rf is not None:
-            ax.add_patch(_box_patch(row.box(*measured.position), edgecolor="#e4572e", linewidth=2, gid="theoretical"))
+            box = row.box(*measured.position)
+            ax.add_patch(_box_patch(box, edgecolor="#e4572e", linewidth=2, gid="theoretical"))
             H, W = measured.input_size
-            t, l, b, r = row.box(*measured.position)
-            ax.set_xlim(min(l, 0) - 1.5, max(r, W - 1) + 1.5)
-            ax.set_ylim(max(b, H - 1) + 1.5, min(t, 0) - 1.5)
+            top, left, bottom, right = box  # show the part of the theory that lies in the padding
+            ax.set_xlim(min(left, 0) - 1.5, max(right, W - 1) + 1.5)
+            ax.set_ylim(max(bottom, H - 1) + 1.5, min(top, 0) - 1.5)
     ax.set_title("\n".join(title))
     return _save(fig, path)

@@ -1,0 +1,94 @@
+"""Tests for the `rf` command (atrous.rf_cli) on small models."""
+
+import argparse
+
+import matplotlib
+import pytest
+from torch import nn
+
+from atrous import __main__ as atrous_main
+from atrous import receptive_field as rfm
+from atrous import rf_cli
+
+matplotlib.use("Agg")  # headless; viz draws on Figure objects, never through pyplot
+
+
+def run(*argv):
+    parser = argparse.ArgumentParser()
+    rf_cli.add_arguments(parser)
+    return rf_cli.main(parser.parse_args([str(a) for a in argv]))
+
+
+def test_named_stack_prints_table_measures_and_draws(tmp_path, capsys):
+    assert run("hybrid", "--input-size", 41, 41, "--out", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["#", "layer", "op", "params"]
+    assert out.count("Conv2d") == 6
+    # hybrid (1, 2, 3) x 2: RF 1 + 2 (1 + 2 + 3) 2 = 25, centred on pixel 20 of 41
+    assert "box (8, 8, 32, 32), 25x25 pixels" in out
+    assert "-> agrees" in out and "inside the image" in out
+    for name in ("hybrid_growth.png", "hybrid_measured.png", "hybrid_erf.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_import_path_model_without_pictures(tmp_path, capsys):
+    spec = "atrous.receptive_field:strided_stack"
+    assert run(spec, "--input-size", 21, 25, "--no-pictures", "--out", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "extends past the image" in out  # RF 43 > 21
+    assert "-> agrees" in out
+    assert not any(tmp_path.iterdir())
+
+
+def test_registry_is_extensible_and_unanalysable_models_exit_2(monkeypatch, capsys):
+    def factory():
+        return nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten())
+
+    monkeypatch.setitem(rf_cli.MODELS, "flat", (factory, "a classifier"))
+    assert run("flat", "--input-size", 9, 9, "--no-pictures") == 2
+    captured = capsys.readouterr()
+    assert "problem: " in captured.out and "flatten" in captured.out
+    assert "cannot be fully analysed" in captured.err
+
+
+def test_bad_model_and_arguments_exit_2(capsys):
+    assert run("nope") == 2
+    assert "MODEL 'nope'" in capsys.readouterr().err
+    assert run("atrous.receptive_field:nothing_here") == 2
+    assert "cannot import" in capsys.readouterr().err
+    assert run("plain", "--input-size", 0, 5) == 2
+    assert "--input-size" in capsys.readouterr().err
+
+
+def test_disagreement_exits_1(monkeypatch, capsys):
+    real = rfm.measure_receptive_field
+
+    def shifted(*args, **kwargs):
+        m = real(*args, **kwargs)
+        m.box = (m.box[0] + 1, *m.box[1:])
+        return m
+
+    monkeypatch.setattr(rfm, "measure_receptive_field", shifted)
+    assert run("plain", "--input-size", 17, 17, "--no-pictures") == 1
+    assert "DISAGREES" in capsys.readouterr().out
+
+
+def test_random_erf_and_no_measure(tmp_path, capsys):
+    assert run("gridding", "--input-size", 19, 19, "--out", tmp_path, "--no-measure",
+               "--erf-input", "random", "--erf-samples", 2) == 0
+    out = capsys.readouterr().out
+    assert "measured" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gridding_erf.png", "gridding_growth.png"]
+
+
+def test_teaching_pictures(tmp_path):
+    assert run("plain", "--input-size", 17, 17, "--out", tmp_path, "--no-measure", "--teaching") == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"dilated_kernel.png", "dilated_conv.gif", "rf_growth.png", "gridding.png", "aspp_coverage.png",
+            "erf_stacks.png"} <= names
+
+
+@pytest.mark.skipif("rf" not in atrous_main.COMMANDS, reason="`rf` is not registered in atrous.__main__ yet")
+def test_python_m_atrous_rf(capsys):
+    assert atrous_main.main(["rf", "plain", "--input-size", "17", "17", "--no-pictures"]) == 0
+    assert "-> agrees" in capsys.readouterr().out
