@@ -3,14 +3,16 @@
 Three ops, each a forward plus backward-input and backward-weight operators registered in C++
 (csrc/ops.cpp) under torch.ops.atrous, with a shared bias-gradient op:
 
-    depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1)
-    pointwise_conv2d(input, weight, bias=None)
-    atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1)
+    depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto")
+    pointwise_conv2d(input, weight, bias=None, algo="auto")
+    atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto")
 
 They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
 F.conv2d(..., groups=C) / F.conv2d(...). Output layout: channels_last when the input is
 channels_last, else contiguous NCHW (the same rule for every op, including backward ops,
-which follow grad_output). Gradients are registered with torch.library.register_autograd and
+which follow grad_output). `algo` picks a rung of the op's kernel ladder, from the readable
+"naive" version to the fastest (`algorithms(name)` lists them); the backward pass uses the
+same rung. Gradients are registered with torch.library.register_autograd and
 the backward ops are differentiable too, so double backward (gradgradcheck) works.
 """
 
@@ -23,11 +25,30 @@ import torch
 from . import _checks
 from ._extension import load as _load_extension
 
-_load_extension()  # registers torch.ops.atrous.*; raises with build instructions if missing
+_EXTENSION = _load_extension()  # registers torch.ops.atrous.*; raises with build instructions if missing
 
 _ops = torch.ops.atrous
 
-__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d"]
+__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d", "algorithms"]
+
+_ALGORITHMS: dict = dict(_EXTENSION.algorithms)
+
+
+def algorithms(name: str) -> tuple:
+    """The kernel ladder of op `name` ("depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d"),
+    in teaching order from the naive version to the fastest; any of them, or "auto", is a valid
+    `algo`."""
+    if name not in _ALGORITHMS:
+        raise ValueError(f"atrous.ops.algorithms: expected one of {sorted(_ALGORITHMS)}, got {name!r}")
+    return tuple(_ALGORITHMS[name])
+
+
+def _check_algo(op: str, name: str, algo) -> None:
+    """Same message as parse_algorithm in csrc/common/algorithms.h."""
+    choices = _ALGORITHMS[name]
+    if algo != "auto" and algo not in choices:
+        listed = ", ".join(f"'{c}'" for c in ("auto", *choices))
+        raise RuntimeError(f"{op}: expected algo to be one of {listed}, got '{algo}'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,30 +124,31 @@ def _check_devices(op: str, qualname: str, input, weight, bias) -> None:
 # Public wrappers
 # --------------------------------------------------------------------------------------------
 
-def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto"):
     """Depthwise atrous convolution: F.conv2d(input, weight, bias, stride, padding, dilation, groups=C).
 
     input (N, C, H, W); weight (C*m, 1, kh, kw) with depth multiplier m >= 1; bias (C*m,) or None.
     Output (N, C*m, H_out, W_out), H_out = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1.
+    algo: "auto" or a rung of algorithms("depthwise_conv2d").
     """
     op = "atrous.depthwise_conv2d"
     _check_devices(op, "atrous::depthwise_conv2d", input, weight, bias)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
     input, padding = _padding(op, input, weight, padding, stride, dilation)
-    return _ops.depthwise_conv2d(input, weight, bias, stride, padding, dilation)
+    return _ops.depthwise_conv2d(input, weight, bias, stride, padding, dilation, algo)
 
 
-def pointwise_conv2d(input, weight, bias=None):
+def pointwise_conv2d(input, weight, bias=None, algo="auto"):
     """Pointwise (1x1) convolution: F.conv2d(input, weight, bias) with weight (C_out, C, 1, 1).
 
     Computed as one GEMM per image by the project's blocked GEMM; NCHW and channels_last inputs
     are used in place.
     """
     _check_devices("atrous.pointwise_conv2d", "atrous::pointwise_conv2d", input, weight, bias)
-    return _ops.pointwise_conv2d(input, weight, bias)
+    return _ops.pointwise_conv2d(input, weight, bias, algo)
 
 
-def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto"):
     """Dense atrous convolution (groups=1): F.conv2d(input, weight, bias, stride, padding, dilation).
 
     input (N, C, H, W); weight (C_out, C, kh, kw); computed as dilated im2col + GEMM.
@@ -135,7 +157,7 @@ def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
     _check_devices(op, "atrous::atrous_conv2d", input, weight, bias)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
     input, padding = _padding(op, input, weight, padding, stride, dilation)
-    return _ops.atrous_conv2d(input, weight, bias, stride, padding, dilation)
+    return _ops.atrous_conv2d(input, weight, bias, stride, padding, dilation, algo)
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,36 +174,42 @@ def _register_fakes(kind: str, name: str) -> None:
 
     if kind == "pointwise":
         @torch.library.register_fake(f"atrous::{name}")
-        def _forward(input, weight, bias):
+        def _forward(input, weight, bias, algo="auto"):
             g = _checks.check_forward(op, kind, input, weight, bias, (), (), ())
+            _check_algo(op, name, algo)
             return _empty(g.output_shape, input, input)
 
         @torch.library.register_fake(f"atrous::{name}_backward_input")
-        def _backward_input(grad_output, weight):
+        def _backward_input(grad_output, weight, algo="auto"):
             g = _checks.check_pointwise_backward_input(op + "_backward_input", grad_output, weight)
+            _check_algo(op + "_backward_input", name, algo)
             return _empty(g.input_shape, grad_output, grad_output)
 
         @torch.library.register_fake(f"atrous::{name}_backward_weight")
-        def _backward_weight(grad_output, input):
+        def _backward_weight(grad_output, input, algo="auto"):
             g = _checks.check_pointwise_backward_weight(op + "_backward_weight", grad_output, input)
+            _check_algo(op + "_backward_weight", name, algo)
             return grad_output.new_empty((g.out_channels, g.in_channels, 1, 1))
         return
 
     @torch.library.register_fake(f"atrous::{name}")
-    def _forward(input, weight, bias, stride, padding, dilation):
+    def _forward(input, weight, bias, stride, padding, dilation, algo="auto"):
         g = _checks.check_forward(op, kind, input, weight, bias, stride, padding, dilation)
+        _check_algo(op, name, algo)
         return _empty(g.output_shape, input, input)
 
     @torch.library.register_fake(f"atrous::{name}_backward_input")
-    def _backward_input(grad_output, weight, input_size, stride, padding, dilation):
+    def _backward_input(grad_output, weight, input_size, stride, padding, dilation, algo="auto"):
         _checks.check_backward_input(op + "_backward_input", kind, grad_output, weight,
                                      input_size, stride, padding, dilation)
+        _check_algo(op + "_backward_input", name, algo)
         return _empty(tuple(input_size), grad_output, grad_output)
 
     @torch.library.register_fake(f"atrous::{name}_backward_weight")
-    def _backward_weight(grad_output, input, weight_size, stride, padding, dilation):
+    def _backward_weight(grad_output, input, weight_size, stride, padding, dilation, algo="auto"):
         _checks.check_backward_weight(op + "_backward_weight", kind, grad_output, input,
                                       weight_size, stride, padding, dilation)
+        _check_algo(op + "_backward_weight", name, algo)
         return grad_output.new_empty(tuple(weight_size))
 
 
@@ -207,25 +235,27 @@ class _Family:
     name: str
     has_conf: bool  # (stride, padding, dilation) arguments
 
-    def forward(self, x, w, b, conf):
-        return getattr(_ops, self.name)(x, w, b, *conf)
+    def forward(self, x, w, b, conf, algo):
+        return getattr(_ops, self.name)(x, w, b, *conf, algo)
 
-    def backward_input(self, gy, w, x_shape, conf):
+    def backward_input(self, gy, w, x_shape, conf, algo):
         op = getattr(_ops, self.name + "_backward_input")
-        return op(gy, w, list(x_shape), *conf) if self.has_conf else op(gy, w)
+        return op(gy, w, list(x_shape), *conf, algo) if self.has_conf else op(gy, w, algo)
 
-    def backward_weight(self, gy, x, w_shape, conf):
+    def backward_weight(self, gy, x, w_shape, conf, algo):
         op = getattr(_ops, self.name + "_backward_weight")
-        return op(gy, x, list(w_shape), *conf) if self.has_conf else op(gy, x)
+        return op(gy, x, list(w_shape), *conf, algo) if self.has_conf else op(gy, x, algo)
 
 
 def _register_autograd(family: _Family) -> None:
+    # Arguments after the tensors: (input_size or weight_size,) stride, padding, dilation, algo.
     n_conf = 3 if family.has_conf else 0
+    n_backward_extra = (n_conf + 1 if family.has_conf else 0) + 1
 
-    # y = forward(x, w, b, *conf)
+    # y = forward(x, w, b, *conf, algo)
     def setup_forward(ctx, inputs, output):
         x, w, b = inputs[:3]
-        ctx.conf = tuple(inputs[3:])
+        ctx.conf, ctx.algo = tuple(inputs[3:-1]), inputs[-1]
         ctx.has_bias = b is not None
         ctx.save_for_backward(x, w)
 
@@ -233,50 +263,50 @@ def _register_autograd(family: _Family) -> None:
         x, w = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = family.backward_input(gy, w, x.shape, ctx.conf)
+            gx = family.backward_input(gy, w, x.shape, ctx.conf, ctx.algo)
         if ctx.needs_input_grad[1]:
-            gw = family.backward_weight(gy, x, w.shape, ctx.conf)
+            gw = family.backward_weight(gy, x, w.shape, ctx.conf, ctx.algo)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = _ops.conv2d_backward_bias(gy)
-        return (gx, gw, gb) + (None,) * n_conf
+        return (gx, gw, gb) + (None,) * (n_conf + 1)
 
     torch.library.register_autograd(f"atrous::{family.name}", backward_forward,
                                     setup_context=setup_forward)
 
-    # gx = backward_input(gy, w, [x_shape], *conf)
+    # gx = backward_input(gy, w, [x_shape, *conf], algo)
     def setup_backward_input(ctx, inputs, output):
         gy, w = inputs[:2]
-        ctx.x_shape = tuple(output.shape)
-        ctx.conf = tuple(inputs[3:]) if family.has_conf else ()
+        ctx.conf = tuple(inputs[3:-1]) if family.has_conf else ()
+        ctx.algo = inputs[-1]
         ctx.save_for_backward(gy, w)
 
     def backward_backward_input(ctx, v):
         gy, w = ctx.saved_tensors
         d_gy = d_w = None
         if ctx.needs_input_grad[0]:
-            d_gy = family.forward(v, w, None, ctx.conf)
+            d_gy = family.forward(v, w, None, ctx.conf, ctx.algo)
         if ctx.needs_input_grad[1]:
-            d_w = family.backward_weight(gy, v, w.shape, ctx.conf)
-        return (d_gy, d_w) + (None,) * (n_conf + (1 if family.has_conf else 0))
+            d_w = family.backward_weight(gy, v, w.shape, ctx.conf, ctx.algo)
+        return (d_gy, d_w) + (None,) * n_backward_extra
 
     torch.library.register_autograd(f"atrous::{family.name}_backward_input",
                                     backward_backward_input, setup_context=setup_backward_input)
 
-    # gw = backward_weight(gy, x, [w_shape], *conf)
+    # gw = backward_weight(gy, x, [w_shape, *conf], algo)
     def setup_backward_weight(ctx, inputs, output):
         gy, x = inputs[:2]
-        ctx.w_shape = tuple(output.shape)
-        ctx.conf = tuple(inputs[3:]) if family.has_conf else ()
+        ctx.conf = tuple(inputs[3:-1]) if family.has_conf else ()
+        ctx.algo = inputs[-1]
         ctx.save_for_backward(gy, x)
 
     def backward_backward_weight(ctx, u):
         gy, x = ctx.saved_tensors
         d_gy = d_x = None
         if ctx.needs_input_grad[0]:
-            d_gy = family.forward(x, u, None, ctx.conf)
+            d_gy = family.forward(x, u, None, ctx.conf, ctx.algo)
         if ctx.needs_input_grad[1]:
-            d_x = family.backward_input(gy, u, x.shape, ctx.conf)
-        return (d_gy, d_x) + (None,) * (n_conf + (1 if family.has_conf else 0))
+            d_x = family.backward_input(gy, u, x.shape, ctx.conf, ctx.algo)
+        return (d_gy, d_x) + (None,) * n_backward_extra
 
     torch.library.register_autograd(f"atrous::{family.name}_backward_weight",
                                     backward_backward_weight, setup_context=setup_backward_weight)

@@ -6,6 +6,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "common/algorithms.h"
+
 #define ATROUS_STR_(x) #x
 #define ATROUS_STR(x) ATROUS_STR_(x)
 
@@ -17,24 +19,27 @@ TORCH_LIBRARY(atrous, m) {
   // Depthwise atrous convolution, F.conv2d(input, weight, bias, stride, padding, dilation,
   // groups=C) with weight (C*m, 1, kh, kw).
   m.def("depthwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
-        "int[2] padding, int[2] dilation) -> Tensor");
+        "int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
   m.def("depthwise_conv2d_backward_input(Tensor grad_output, Tensor weight, "
-        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
   m.def("depthwise_conv2d_backward_weight(Tensor grad_output, Tensor input, "
-        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
 
   // Pointwise (1x1) convolution, a GEMM per image: out[n] = weight (C_out x C) @ input[n].
-  m.def("pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias) -> Tensor");
-  m.def("pointwise_conv2d_backward_input(Tensor grad_output, Tensor weight) -> Tensor");
-  m.def("pointwise_conv2d_backward_weight(Tensor grad_output, Tensor input) -> Tensor");
+  m.def("pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias, str algo=\"auto\") -> Tensor");
+  m.def("pointwise_conv2d_backward_input(Tensor grad_output, Tensor weight, str algo=\"auto\") -> Tensor");
+  m.def("pointwise_conv2d_backward_weight(Tensor grad_output, Tensor input, str algo=\"auto\") -> Tensor");
 
   // Dense atrous convolution (groups=1): dilated im2col + the same GEMM.
   m.def("atrous_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
-        "int[2] padding, int[2] dilation) -> Tensor");
+        "int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
   m.def("atrous_conv2d_backward_input(Tensor grad_output, Tensor weight, "
-        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+        "SymInt[4] input_size, int[2] stride, int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
   m.def("atrous_conv2d_backward_weight(Tensor grad_output, Tensor input, "
-        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation) -> Tensor");
+        "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
+
+  // Every convolution op takes algo: "auto" or a rung of its kernel ladder
+  // (csrc/common/algorithms.h); atrous.ops.algorithms(name) lists them.
 
   // Bias gradient of any of the convolutions: grad_output summed over N, H and W.
   m.def("conv2d_backward_bias(Tensor grad_output) -> Tensor");
@@ -46,6 +51,15 @@ const char* atrous_cuda_build_info();
 #endif
 
 namespace {
+
+template <size_t N>
+PyObject* name_tuple(const std::array<std::string_view, N>& names) {
+  PyObject* tuple = PyTuple_New(N);
+  for (size_t i = 0; i < N; ++i) {
+    PyTuple_SET_ITEM(tuple, i, PyUnicode_FromStringAndSize(names[i].data(), names[i].size()));
+  }
+  return tuple;
+}
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
                           "atrous._C: the compiled atrous kernels (importing it registers the "
@@ -79,5 +93,17 @@ extern "C" PyMODINIT_FUNC PyInit__C(void) {
 #else
   PyModule_AddStringConstant(module, "cpu_arch_flags", "");
 #endif
+  // The kernel ladders, read by atrous.ops.algorithms().
+  PyObject* algorithms = PyDict_New();
+  PyObject* dw = name_tuple(atrous::kDepthwiseAlgorithms);
+  PyObject* pw = name_tuple(atrous::kPointwiseAlgorithms);
+  PyObject* dense = name_tuple(atrous::kDenseAlgorithms);
+  PyDict_SetItemString(algorithms, "depthwise_conv2d", dw);
+  PyDict_SetItemString(algorithms, "pointwise_conv2d", pw);
+  PyDict_SetItemString(algorithms, "atrous_conv2d", dense);
+  Py_DECREF(dw);
+  Py_DECREF(pw);
+  Py_DECREF(dense);
+  PyModule_AddObject(module, "algorithms", algorithms);  // steals the reference
   return module;
 }

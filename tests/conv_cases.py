@@ -17,6 +17,11 @@ DILATIONS = [1, 2, 3, 4, 6, 12, 18, 24]
 KERNELS = [1, 2, 3, 5, 7]
 LAYOUTS = ["contiguous", "channels_last", "strided"]
 
+def ladder(op_name: str) -> list:
+    """'auto' and every rung of an op's kernel ladder, for parametrizing tests."""
+    return ["auto", *ops.algorithms(op_name)]
+
+
 OPS = {
     "depthwise": (ops.depthwise_conv2d, reference.depthwise_conv2d),
     "pointwise": (ops.pointwise_conv2d, reference.pointwise_conv2d),
@@ -123,8 +128,8 @@ def assert_relative(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.d
     assert err <= tol * scale, f"{what}: max abs error {err:.3g} > {tol:g} * {scale:.3g}"
 
 
-def run_case(case: ConvCase, seed: int = 0):
-    """Forward and all gradients of ours, F.conv2d and the reference on one case."""
+def run_case(case: ConvCase, seed: int = 0, algo: str = "auto"):
+    """Forward and all gradients of ours (kernel rung `algo`), F.conv2d and the reference."""
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.randn(case.n, case.c, case.h, case.w, dtype=case.dtype, generator=gen)
     w0 = torch.randn(*case.weight_shape(), dtype=case.dtype, generator=gen)
@@ -140,19 +145,19 @@ def run_case(case: ConvCase, seed: int = 0):
         inputs = (x, w) if b is None else (x, w, b)
         return y, torch.autograd.grad(y, inputs, gy)
 
-    y, g = grads(lambda x, w, b: ours(x, w, b, **case.conv_kwargs()), case.layout)
+    y, g = grads(lambda x, w, b: ours(x, w, b, **case.conv_kwargs(), algo=algo), case.layout)
     y_t, g_t = grads(lambda x, w, b: F.conv2d(x, w, b, **case.torch_kwargs()), "contiguous")
     y_r, g_r = grads(lambda x, w, b: ref(x, w, b, **case.conv_kwargs()), "contiguous")
     return (y, g), (y_t, g_t), (y_r, g_r)
 
 
-def check_case(case: ConvCase, seed: int = 0):
+def check_case(case: ConvCase, seed: int = 0, algo: str = "auto"):
     """Ours equals F.conv2d and the reference: forward, grad input, grad weight, grad bias."""
-    (y, g), (y_t, g_t), (y_r, g_r) = run_case(case, seed)
+    (y, g), (y_t, g_t), (y_r, g_r) = run_case(case, seed, algo)
     names = ["forward", "grad_input", "grad_weight", "grad_bias"]
     for name, a, t, r in zip(names, (y, *g), (y_t, *g_t), (y_r, *g_r)):
-        assert_relative(a, t, case.dtype, f"{name} vs F.conv2d ({case})")
-        assert_relative(a, r, case.dtype, f"{name} vs reference ({case})")
+        assert_relative(a, t, case.dtype, f"{name} vs F.conv2d ({case}, algo={algo})")
+        assert_relative(a, r, case.dtype, f"{name} vs reference ({case}, algo={algo})")
     # Documented layout rule: channels_last in, channels_last out.
     if case.layout == "channels_last" and case.c > 1 and case.h * case.w > 1 and y.numel() > 0:
         assert y.is_contiguous(memory_format=torch.channels_last), "output should be channels_last"

@@ -30,6 +30,17 @@ def test_gradcheck(name, layout):
     assert torch.autograd.gradcheck(lambda x, w, b: op(x, w, b, **kwargs), (x, w, b))
 
 
+@pytest.mark.parametrize("name", ["depthwise", "pointwise", "dense"])
+def test_gradcheck_every_rung(name):
+    # The backward pass runs the rung the forward pass used.
+    op, weight_shape, kwargs = CASES[name]
+    x, w, b = _inputs(weight_shape, layout=torch.channels_last)
+    op_name = {"depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d", "dense": "atrous_conv2d"}[name]
+    for algo in ops.algorithms(op_name):
+        assert torch.autograd.gradcheck(lambda x, w, b: op(x, w, b, **kwargs, algo=algo), (x, w, b))
+        assert torch.autograd.gradgradcheck(lambda x, w, b: op(x, w, b, **kwargs, algo=algo), (x, w, b))
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_gradgradcheck(name):
     # Double backward works: the backward ops have registered gradients (see atrous/ops.py).
@@ -51,11 +62,13 @@ def _weight_and_bias_grads(op, x, w, b, kwargs, gy):
     return torch.autograd.grad(op(x, w, b, **kwargs), (x, w, b), gy)
 
 
-@pytest.mark.parametrize("name", ["depthwise", "pointwise", "dense"])
-def test_gradients_are_bitwise_deterministic_across_runs_and_threads(name):
+@pytest.mark.parametrize("name,algo", [("depthwise", a) for a in ops.algorithms("depthwise_conv2d")]
+                         + [("pointwise", "auto"), ("dense", "auto")])
+def test_gradients_are_bitwise_deterministic_across_runs_and_threads(name, algo):
     # Weight and bias gradients reduce over the batch and the plane; each element is summed
     # in a fixed order, so two runs, and runs on 1 or 2 threads, agree bit for bit.
     op, weight_shape, kwargs = CASES[name]
+    kwargs = {**kwargs, "algo": algo}
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(8, 3, 33, 33, generator=gen)
     w = torch.randn(*weight_shape, generator=gen)

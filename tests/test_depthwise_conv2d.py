@@ -6,33 +6,52 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
-from conv_cases import ConvCase, check_case, conv_cases
+from conv_cases import ConvCase, check_case, conv_cases, ladder
+
+# Every rung of the kernel ladder (naive, rows, stencil, nhwc) and "auto" pass the same tests.
+ALGOS = ladder("depthwise_conv2d")
 
 
-@settings(max_examples=80)
-@given(conv_cases("depthwise"))
-def test_matches_torch_float64(case):
-    check_case(case)
+@pytest.mark.parametrize("algo", ALGOS)
+@settings(max_examples=50)
+@given(case=conv_cases("depthwise"))
+def test_matches_torch_float64(algo, case):
+    check_case(case, algo=algo)
 
 
-@settings(max_examples=30)
-@given(conv_cases("depthwise", dtypes=(torch.float32,)))
-def test_matches_torch_float32(case):
-    check_case(case)
+@pytest.mark.parametrize("algo", ALGOS)
+@settings(max_examples=20)
+@given(case=conv_cases("depthwise", dtypes=(torch.float32,)))
+def test_matches_torch_float32(algo, case):
+    check_case(case, algo=algo)
 
 
+@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("dilation,padding", [(1, 1), (2, 2), (6, 6), (12, 12), (18, 18), (24, 24)])
-def test_deeplab_rates_on_odd_planes(dilation, padding):
+def test_deeplab_rates_on_odd_planes(dilation, padding, algo):
     # ASPP-like rates on 33x33 and 65x65 planes, including d*(k-1) >= H at rate 18 and 24 on 33.
     for size in (33, 65):
-        check_case(ConvCase("depthwise", 2, 3, 6, size, size, 3, 3, (1, 1), (padding, padding),
-                            (dilation, dilation), True, "contiguous", torch.float64))
+        for layout in ("contiguous", "channels_last"):
+            check_case(ConvCase("depthwise", 2, 3, 6, size, size, 3, 3, (1, 1), (padding, padding),
+                                (dilation, dilation), True, layout, torch.float64), algo=algo)
 
 
+@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("kernel", [(1, 1), (3, 3), (5, 5), (7, 7), (2, 3)])
-def test_kernel_sizes_with_stride_2_and_dilation(kernel):
-    check_case(ConvCase("depthwise", 1, 2, 4, 17, 16, *kernel, (2, 2), (3, 2), (2, 3), True,
-                        "channels_last", torch.float64))
+def test_kernel_sizes_with_stride_2_and_dilation(kernel, algo):
+    for layout in ("contiguous", "channels_last"):
+        check_case(ConvCase("depthwise", 1, 2, 4, 17, 16, *kernel, (2, 2), (3, 2), (2, 3), True,
+                            layout, torch.float64), algo=algo)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_wide_channel_blocks_and_tails(algo):
+    # 70 channels: full vector blocks of the nhwc rung plus a tail; 37 columns: full register
+    # chunks of the stencil rung plus a tail; padding larger than the kernel reach.
+    check_case(ConvCase("depthwise", 2, 70, 70, 9, 37, 3, 3, (1, 1), (5, 4), (2, 1), True,
+                        "channels_last", torch.float32), algo=algo)
+    check_case(ConvCase("depthwise", 2, 70, 140, 9, 37, 3, 3, (1, 2), (3, 3), (2, 1), True,
+                        "contiguous", torch.float64), algo=algo)
 
 
 def test_hand_computed_dilated_sum():

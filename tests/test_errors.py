@@ -84,6 +84,11 @@ CASES = {
         r"expected input to be 4-D \(N, C, H, W\), got a 3-D tensor of shape \[3, 8, 8\]"),
     "bias_grad_3d": (lambda d: A.conv2d_backward_bias(t(4, 8, 8, device=d)),
                      r"expected grad_output to be 4-D \(N, C_out, H_out, W_out\), got a 3-D tensor"),
+    "unknown_algo": (lambda d: ops.depthwise_conv2d(t(1, 3, 8, 8, device=d), t(3, 1, 3, 3, device=d), algo="fast"),
+                     r"expected algo to be one of 'auto', 'naive', 'rows', 'stencil', 'nhwc', got 'fast'"),
+    "unknown_algo_pointwise_backward": (
+        lambda d: A.pointwise_conv2d_backward_input(t(1, 4, 8, 8, device=d), t(4, 3, 1, 1, device=d), "im2col"),
+        r"expected algo to be one of 'auto', 'naive', 'blocked', got 'im2col'"),
     "direct_call_stride_not_pair": (
         lambda d: A.atrous_conv2d(t(1, 3, 8, 8, device=d), t(3, 3, 3, 3, device=d), None, [1], [1, 1], [1, 1]),
         r"expected stride to be a pair \(sh, sw\), got \[1\]"),

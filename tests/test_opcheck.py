@@ -36,6 +36,11 @@ def samples():
     yield A.atrous_conv2d_backward_input.default, (_t(2, 4, 5, 8), _t(4, 3, 3, 2), [2, 3, 9, 8], *CONF)
     yield A.atrous_conv2d_backward_weight.default, (_t(2, 4, 5, 8), _t(2, 3, 9, 8), [4, 3, 3, 2], *CONF)
     yield A.conv2d_backward_bias.default, (_t(2, 4, 5, 7, grad=True),)
+    # Explicit kernel rungs (the algo argument).
+    yield A.depthwise_conv2d.default, (_t(2, 3, 9, 8, grad=True), _t(3, 1, 3, 3, grad=True), None, *CONF, "nhwc")
+    yield A.depthwise_conv2d.default, (_t(2, 3, 9, 8, grad=True), _t(3, 1, 3, 3, grad=True), None, *CONF, "stencil")
+    yield A.pointwise_conv2d.default, (_t(2, 3, 5, 4, grad=True), _t(4, 3, 1, 1, grad=True), None, "naive")
+    yield A.atrous_conv2d.default, (_t(2, 3, 9, 8, grad=True), _t(4, 3, 3, 2, grad=True), None, *CONF, "naive")
 
 
 @pytest.mark.parametrize("op,args", list(samples()), ids=lambda v: str(v) if not isinstance(v, tuple) else "")

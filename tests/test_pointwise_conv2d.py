@@ -6,19 +6,23 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
-from conv_cases import ConvCase, check_case, conv_cases
+from conv_cases import ConvCase, check_case, conv_cases, ladder
+
+ALGOS = ladder("pointwise_conv2d")
 
 
-@settings(max_examples=50)
-@given(conv_cases("pointwise", max_batch=3))
-def test_matches_torch_float64(case):
-    check_case(case)
+@pytest.mark.parametrize("algo", ALGOS)
+@settings(max_examples=40)
+@given(case=conv_cases("pointwise", max_batch=3))
+def test_matches_torch_float64(algo, case):
+    check_case(case, algo=algo)
 
 
+@pytest.mark.parametrize("algo", ALGOS)
 @settings(max_examples=20)
-@given(conv_cases("pointwise", dtypes=(torch.float32,)))
-def test_matches_torch_float32(case):
-    check_case(case)
+@given(case=conv_cases("pointwise", dtypes=(torch.float32,)))
+def test_matches_torch_float32(algo, case):
+    check_case(case, algo=algo)
 
 
 def test_hand_computed():

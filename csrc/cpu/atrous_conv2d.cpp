@@ -1,5 +1,8 @@
 // CPU kernels of the dense atrous convolution (groups=1): dilated im2col + the project's GEMM.
 //
+// The ladder (csrc/common/algorithms.h):
+//   v0 naive   direct convolution loops with a bounds check per tap, one thread (this file)
+//   v1 im2col  dilated im2col + the blocked GEMM (the default)
 // Per image: col = im2col(x) is (C*kh*kw x Ho*Wo) and out = weight (C_out x C*kh*kw) @ col.
 // A 1x1 kernel with stride 1 and no padding skips im2col: the image itself is the matrix.
 #include <ATen/Parallel.h>
@@ -10,6 +13,7 @@
 
 #include <vector>
 
+#include "../common/algorithms.h"
 #include "../common/checks.h"
 #include "conv_gemm.h"
 #include "cpu_utils.h"
@@ -21,6 +25,69 @@ namespace {
 constexpr const char* kForward = "atrous.atrous_conv2d";
 constexpr const char* kBackwardInput = "atrous.atrous_conv2d_backward_input";
 constexpr const char* kBackwardWeight = "atrous.atrous_conv2d_backward_weight";
+
+bool use_naive(const char* op, c10::string_view algo) {
+  return parse_algorithm(op, std::string_view(algo.data(), algo.size()), kDenseAlgorithms) == 0;
+}
+
+// v0: the definition, y[n, o, oh, ow] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, ih, iw]
+// with ih = oh*sh - ph + i*dh, iw = ow*sw - pw + j*dw, taps outside the image skipped.
+namespace naive {
+
+template <typename T, typename F>
+void for_each_tap(const ConvGeometry& g, F&& f) {  // f(n, o, oh, ow, c, i, j, ih, iw)
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o)
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow)
+          for (int64_t c = 0; c < g.in_channels; ++c)
+            for (int64_t i = 0; i < g.kernel_h; ++i)
+              for (int64_t j = 0; j < g.kernel_w; ++j) {
+                const int64_t ih = oh * g.stride_h - g.pad_h + i * g.dil_h;
+                const int64_t iw = ow * g.stride_w - g.pad_w + j * g.dil_w;
+                if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) continue;  // padding
+                f(n, o, oh, ow, c, i, j, ih, iw);
+              }
+}
+
+template <typename T>
+void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o)
+      for (int64_t q = 0; q < g.out_h * g.out_w; ++q)
+        y[(n * g.out_channels + o) * g.out_h * g.out_w + q] = bias ? bias[o] : T(0);
+  for_each_tap<T>(g, [&](int64_t n, int64_t o, int64_t oh, int64_t ow, int64_t c, int64_t i, int64_t j,
+                         int64_t ih, int64_t iw) {
+    y[((n * g.out_channels + o) * g.out_h + oh) * g.out_w + ow] +=
+        w[((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j] *
+        x[((n * g.in_channels + c) * g.in_h + ih) * g.in_w + iw];
+  });
+}
+
+template <typename T>
+void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
+  std::fill(gx, gx + g.batch * g.in_channels * g.in_h * g.in_w, T(0));
+  for_each_tap<T>(g, [&](int64_t n, int64_t o, int64_t oh, int64_t ow, int64_t c, int64_t i, int64_t j,
+                         int64_t ih, int64_t iw) {
+    gx[((n * g.in_channels + c) * g.in_h + ih) * g.in_w + iw] +=
+        w[((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j] *
+        gy[((n * g.out_channels + o) * g.out_h + oh) * g.out_w + ow];
+  });
+}
+
+template <typename T>
+void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
+  std::vector<double> acc(g.out_channels * g.in_channels * g.kernel_h * g.kernel_w, 0.0);
+  for_each_tap<T>(g, [&](int64_t n, int64_t o, int64_t oh, int64_t ow, int64_t c, int64_t i, int64_t j,
+                         int64_t ih, int64_t iw) {
+    acc[((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j] +=
+        static_cast<double>(gy[((n * g.out_channels + o) * g.out_h + oh) * g.out_w + ow]) *
+        x[((n * g.in_channels + c) * g.in_h + ih) * g.in_w + iw];
+  });
+  for (size_t k = 0; k < acc.size(); ++k) gw[k] = static_cast<T>(acc[k]);
+}
+
+}  // namespace naive
 
 bool is_identity_im2col(const ConvGeometry& g) {
   return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
@@ -47,10 +114,22 @@ int64_t col_size(const ConvGeometry& g) {
 
 at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                          at::IntArrayRef padding, at::IntArrayRef dilation) {
+                          at::IntArrayRef padding, at::IntArrayRef dilation, c10::string_view algo) {
   const ConvGeometry g =
       check_forward(kForward, ConvKind::Dense, input, weight, bias, stride, padding, dilation);
   check_cpu(kForward, input);
+  if (use_naive(kForward, algo)) {
+    const at::Tensor x = input.contiguous();
+    const at::Tensor w = weight.contiguous();
+    const bool has_bias = bias.has_value() && bias->defined();
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "atrous_conv2d_naive", [&] {
+      naive::forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                               has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), g);
+    });
+    return to_output_format(out, input);
+  }
   const at::Tensor x = prepare_input(input, g);  // (N, C, H, W)
   const at::Tensor w = weight.contiguous();      // (C_out, C, kh, kw)
   const bool has_bias = bias.has_value() && bias->defined();
@@ -73,10 +152,20 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
 // grad_col = weight^T (C*kh*kw x C_out) @ grad_output[n], then col2im scatters it back.
 at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                  at::IntArrayRef input_size, at::IntArrayRef stride,
-                                 at::IntArrayRef padding, at::IntArrayRef dilation) {
+                                 at::IntArrayRef padding, at::IntArrayRef dilation, c10::string_view algo) {
   const ConvGeometry g = check_backward_input(kBackwardInput, ConvKind::Dense, grad_output,
                                               weight, input_size, stride, padding, dilation);
   check_cpu(kBackwardInput, grad_output);
+  if (use_naive(kBackwardInput, algo)) {
+    const at::Tensor go = grad_output.contiguous();
+    const at::Tensor w = weight.contiguous();
+    at::Tensor grad_in = at::empty(input_size, go.options());
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_conv2d_backward_input_naive", [&] {
+      naive::backward_input<scalar_t>(go.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                      grad_in.mutable_data_ptr<scalar_t>(), g);
+    });
+    return to_output_format(grad_in, grad_output);
+  }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor w = weight.contiguous();  // (C_out, C, kh, kw)
   const auto format = output_memory_format(grad_output);
@@ -112,10 +201,20 @@ at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor
 // grad_weight = sum_n grad_output[n] (C_out x Ho*Wo) @ col[n]^T (Ho*Wo x C*kh*kw), in order.
 at::Tensor atrous_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                   at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, at::IntArrayRef dilation) {
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, c10::string_view algo) {
   const ConvGeometry g = check_backward_weight(kBackwardWeight, ConvKind::Dense, grad_output,
                                                input, weight_size, stride, padding, dilation);
   check_cpu(kBackwardWeight, grad_output);
+  if (use_naive(kBackwardWeight, algo)) {
+    const at::Tensor go = grad_output.contiguous();
+    const at::Tensor x = input.contiguous();
+    at::Tensor grad_w = at::empty(weight_size, go.options());
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_conv2d_backward_weight_naive", [&] {
+      naive::backward_weight<scalar_t>(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                       grad_w.mutable_data_ptr<scalar_t>(), g);
+    });
+    return grad_w;
+  }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor x = prepare_input(input, g);
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;

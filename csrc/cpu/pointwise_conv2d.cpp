@@ -1,5 +1,8 @@
 // CPU kernels of the pointwise (1x1) convolution: one GEMM per image on the project's own gemm.
 //
+// The ladder (csrc/common/algorithms.h):
+//   v0 naive    the textbook triple loop over NCHW, one thread (this file)
+//   v1 blocked  the blocked GEMM of gemm.cpp (the default)
 // An image is a (C x H*W) matrix in NCHW or channels_last without any copy (image_matrix),
 // so out[n] = weight (C_out x C) @ input[n] runs on either layout and writes the output in
 // the input's layout, as F.conv2d does.
@@ -9,6 +12,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "../common/algorithms.h"
 #include "../common/checks.h"
 #include "conv_gemm.h"
 #include "cpu_utils.h"
@@ -25,11 +29,69 @@ at::Tensor gemm_friendly(const at::Tensor& t) {
   return is_gemm_friendly(t) ? t : t.contiguous();
 }
 
+bool use_naive(const char* op, c10::string_view algo) {
+  return parse_algorithm(op, std::string_view(algo.data(), algo.size()), kPointwiseAlgorithms) == 0;
+}
+
+// v0: the three products written as plain loops over NCHW-contiguous tensors.
+namespace naive {
+
+template <typename T>
+void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t p = g.in_h * g.in_w;
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o)
+      for (int64_t q = 0; q < p; ++q) {
+        T sum = bias ? bias[o] : T(0);
+        for (int64_t c = 0; c < g.in_channels; ++c) sum += w[o * g.in_channels + c] * x[(n * g.in_channels + c) * p + q];
+        y[(n * g.out_channels + o) * p + q] = sum;
+      }
+}
+
+template <typename T>
+void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
+  const int64_t p = g.in_h * g.in_w;
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t c = 0; c < g.in_channels; ++c)
+      for (int64_t q = 0; q < p; ++q) {
+        T sum = 0;
+        for (int64_t o = 0; o < g.out_channels; ++o) sum += w[o * g.in_channels + c] * gy[(n * g.out_channels + o) * p + q];
+        gx[(n * g.in_channels + c) * p + q] = sum;
+      }
+}
+
+template <typename T>
+void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
+  const int64_t p = g.in_h * g.in_w;
+  for (int64_t o = 0; o < g.out_channels; ++o)
+    for (int64_t c = 0; c < g.in_channels; ++c) {
+      double sum = 0;
+      for (int64_t n = 0; n < g.batch; ++n)
+        for (int64_t q = 0; q < p; ++q)
+          sum += static_cast<double>(gy[(n * g.out_channels + o) * p + q]) * x[(n * g.in_channels + c) * p + q];
+      gw[o * g.in_channels + c] = static_cast<T>(sum);
+    }
+}
+
+}  // namespace naive
+
 at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
-                             const std::optional<at::Tensor>& bias) {
+                             const std::optional<at::Tensor>& bias, c10::string_view algo) {
   const ConvGeometry g =
       check_forward(kForward, ConvKind::Pointwise, input, weight, bias, {}, {}, {});
   check_cpu(kForward, input);
+  if (use_naive(kForward, algo)) {
+    const at::Tensor x = input.contiguous();
+    const at::Tensor w = weight.contiguous();
+    const bool has_bias = bias.has_value() && bias->defined();
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pointwise_conv2d_naive", [&] {
+      naive::forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                               has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), g);
+    });
+    return to_output_format(out, input);
+  }
   const at::Tensor x = gemm_friendly(input);  // (N, C, H, W), NCHW or NHWC
   const at::Tensor w = weight.contiguous();   // (C_out, C, 1, 1)
   const bool has_bias = bias.has_value() && bias->defined();
@@ -48,9 +110,20 @@ at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
 }
 
 // grad_input[n] = weight^T (C x C_out) @ grad_output[n] (C_out x H*W).
-at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight) {
+at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    c10::string_view algo) {
   const ConvGeometry g = check_pointwise_backward_input(kBackwardInput, grad_output, weight);
   check_cpu(kBackwardInput, grad_output);
+  if (use_naive(kBackwardInput, algo)) {
+    const at::Tensor go = grad_output.contiguous();
+    const at::Tensor w = weight.contiguous();
+    at::Tensor grad_in = at::empty({g.batch, g.in_channels, g.in_h, g.in_w}, go.options());
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_input_naive", [&] {
+      naive::backward_input<scalar_t>(go.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                      grad_in.mutable_data_ptr<scalar_t>(), g);
+    });
+    return to_output_format(grad_in, grad_output);
+  }
   const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
   const at::Tensor w = weight.contiguous();          // (C_out, C, 1, 1)
   at::Tensor grad_in = at::empty({g.batch, g.in_channels, g.in_h, g.in_w},
@@ -69,9 +142,20 @@ at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Ten
 
 // grad_weight = sum_n grad_output[n] (C_out x H*W) @ input[n]^T (H*W x C), summed over n in
 // order (deterministic).
-at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Tensor& input) {
+at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                     c10::string_view algo) {
   const ConvGeometry g = check_pointwise_backward_weight(kBackwardWeight, grad_output, input);
   check_cpu(kBackwardWeight, grad_output);
+  if (use_naive(kBackwardWeight, algo)) {
+    const at::Tensor go = grad_output.contiguous();
+    const at::Tensor x = input.contiguous();
+    at::Tensor grad_w = at::empty({g.out_channels, g.in_channels, 1, 1}, go.options());
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_weight_naive", [&] {
+      naive::backward_weight<scalar_t>(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                       grad_w.mutable_data_ptr<scalar_t>(), g);
+    });
+    return grad_w;
+  }
   const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
   const at::Tensor x = gemm_friendly(input);         // (N, C, H, W)
   at::Tensor grad_w = at::zeros({g.out_channels, g.in_channels, 1, 1}, go.options());

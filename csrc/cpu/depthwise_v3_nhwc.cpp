@@ -1,0 +1,200 @@
+// Depthwise ladder v3 "nhwc": channels_last, vectorised across channels.
+//
+// In NHWC the C values of a pixel are contiguous, and a depthwise tap multiplies each of them by
+// its own weight: the inner loop runs over a block of channels with no shifts at all, whatever
+// the dilation. Weights are transposed once to (kh, kw, C*m) so they are contiguous too. For
+// each output pixel the valid taps are found by interval arithmetic, so dilated taps in the
+// padding cost nothing (oneDNN's channels_last kernel slows down sharply at ASPP rates).
+// Forward and backward-input run in parallel over output (input) rows; backward-weight over
+// channel blocks, each summing the batch in a fixed order.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu_utils.h"
+#include "depthwise_rungs.h"
+#include "simd.h"
+
+namespace atrous::cpu::depthwise::nhwc {
+namespace {
+
+// Channels per register block: 4 vectors (64 floats, 32 doubles) of sums.
+constexpr int kVectors = 4;
+template <typename T>
+constexpr int64_t kBlock = kVectors * simd::kLanes<T>;
+
+// acc[k] += a[k] * b[k] over one block of channels.
+template <typename T>
+inline void fma_block(simd::Vec<T>* acc, const T* a, const T* b) {
+  constexpr int64_t L = simd::kLanes<T>;
+  for (int k = 0; k < kVectors; ++k) acc[k] += simd::load(a + k * L) * simd::load(b + k * L);
+}
+
+// (C*m, kh*kw) -> (kh*kw, C*m)
+template <typename T>
+std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps) {
+  std::vector<T> wt(channels * taps);
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[t * channels + c] = w[c * taps + t];
+  return wt;
+}
+
+// The input channel that output channel oc reads; the identity when m == 1.
+inline int64_t source_channel(int64_t oc, int64_t m) { return m == 1 ? oc : oc / m; }
+
+}  // namespace
+
+template <typename T>
+void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const std::vector<T> wt = transpose_weight(w, co, taps);
+  const std::vector<Range> cols = tap_column_ranges(g);
+  constexpr int64_t B = kBlock<T>;
+  at::parallel_for(0, g.batch * g.out_h, grain_for(g.out_w * co * taps), [&](int64_t begin, int64_t end) {
+    std::vector<const T*> pixel(taps), weight(taps);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.out_h, oh = row % g.out_h;
+      const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        T* out = y + ((n * g.out_h + oh) * g.out_w + ow) * co;
+        // Valid column taps of this output pixel: those whose interval holds ow.
+        int64_t n_taps = 0;
+        for (int64_t i = rows.begin; i < rows.end; ++i) {
+          const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            if (ow < cols[j].begin || ow >= cols[j].end) continue;  // tap in the padding
+            const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
+            pixel[n_taps] = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
+            weight[n_taps++] = wt.data() + (i * g.kernel_w + j) * co;
+          }
+        }
+        int64_t c0 = 0;
+        if (m == 1) {  // full channel blocks, sums in registers
+          for (; c0 + B <= co; c0 += B) {
+            simd::Vec<T> acc[kVectors];
+            for (int k = 0; k < kVectors; ++k)
+              acc[k] = bias ? simd::load(bias + c0 + k * simd::kLanes<T>) : simd::Vec<T>{};
+            for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
+            for (int k = 0; k < kVectors; ++k) simd::store(out + c0 + k * simd::kLanes<T>, acc[k]);
+          }
+        }
+        for (; c0 < co; ++c0) {  // channel tail, and any depth multiplier
+          T sum = bias ? bias[c0] : T(0);
+          for (int64_t t = 0; t < n_taps; ++t) sum += weight[t][c0] * pixel[t][source_channel(c0, m)];
+          out[c0] = sum;
+        }
+      }
+    }
+  });
+}
+
+// grad_input[ih, iw, c] = sum over the m output channels of c and the taps (i, j) whose output
+// (oh, ow) = ((ih + ph - i*dh) / sh, (iw + pw - j*dw) / sw) exists, of w * grad_output: a
+// gather, so each thread writes only its own input rows.
+template <typename T>
+void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const std::vector<T> wt = transpose_weight(w, co, taps);
+  constexpr int64_t B = kBlock<T>;
+  at::parallel_for(0, g.batch * g.in_h, grain_for(g.in_w * co * taps), [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> tap_rows, tap_oh;
+    std::vector<const T*> pixel(taps), weight(taps);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.in_h, ih = row % g.in_h;
+      tap_rows.clear();
+      tap_oh.clear();
+      for (int64_t i = 0; i < g.kernel_h; ++i) {  // row taps that land on a real output row
+        const int64_t num = ih + g.pad_h - i * g.dil_h;
+        if (num < 0 || num % g.stride_h != 0 || num / g.stride_h >= g.out_h) continue;
+        tap_rows.push_back(i);
+        tap_oh.push_back(num / g.stride_h);
+      }
+      for (int64_t iw = 0; iw < g.in_w; ++iw) {
+        T* out = gx + ((n * g.in_h + ih) * g.in_w + iw) * ci;
+        int64_t n_taps = 0;
+        for (size_t r = 0; r < tap_rows.size(); ++r) {
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            const int64_t num = iw + g.pad_w - j * g.dil_w;
+            if (num < 0 || num % g.stride_w != 0 || num / g.stride_w >= g.out_w) continue;
+            pixel[n_taps] = gy + ((n * g.out_h + tap_oh[r]) * g.out_w + num / g.stride_w) * co;
+            weight[n_taps++] = wt.data() + (tap_rows[r] * g.kernel_w + j) * co;
+          }
+        }
+        int64_t c0 = 0;
+        if (m == 1) {
+          for (; c0 + B <= ci; c0 += B) {
+            simd::Vec<T> acc[kVectors] = {};
+            for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
+            for (int k = 0; k < kVectors; ++k) simd::store(out + c0 + k * simd::kLanes<T>, acc[k]);
+          }
+        }
+        for (; c0 < ci; ++c0) {  // channel tail, and the m output channels of each input channel
+          T sum = 0;
+          for (int64_t t = 0; t < n_taps; ++t)
+            for (int64_t k = 0; k < m; ++k) sum += weight[t][c0 * m + k] * pixel[t][c0 * m + k];
+          out[c0] = sum;
+        }
+      }
+    }
+  });
+}
+
+// grad_weight[oc, i, j] = sum over n, oh, ow of grad_output * input. One thread owns a block of
+// output channels; each output row's sums are taken in T, then added in double in order.
+template <typename T>
+void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const std::vector<Range> cols = tap_column_ranges(g);
+  constexpr int64_t B = kBlock<T>;
+  const int64_t blocks = (co + B - 1) / B;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(taps * B);
+    std::vector<T> row_acc(taps * B);
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t c0 = blk * B, cb = std::min(B, co - c0);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t n = 0; n < g.batch; ++n) {
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          std::fill(row_acc.begin(), row_acc.end(), T(0));
+          const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
+          for (int64_t i = rows.begin; i < rows.end; ++i) {
+            const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              T* ra = row_acc.data() + (i * g.kernel_w + j) * B;
+              if (m == 1 && cb == B) {  // sums of this tap in registers along the row
+                simd::Vec<T> acc[kVectors] = {};
+                for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
+                  const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
+                  fma_block(acc, gy + ((n * g.out_h + oh) * g.out_w + ow) * co + c0,
+                            x + ((n * g.in_h + ih) * g.in_w + iw) * ci + c0);
+                }
+                for (int k = 0; k < kVectors; ++k)
+                  simd::store(ra + k * simd::kLanes<T>, simd::load(ra + k * simd::kLanes<T>) + acc[k]);
+              } else {
+                for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
+                  const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
+                  const T* pg = gy + ((n * g.out_h + oh) * g.out_w + ow) * co + c0;
+                  const T* px = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
+                  for (int64_t v = 0; v < cb; ++v) ra[v] += pg[v] * px[source_channel(c0 + v, m)];
+                }
+              }
+            }
+          }
+          for (int64_t k = 0; k < taps * B; ++k) acc[k] += row_acc[k];
+        }
+      }
+      for (int64_t v = 0; v < cb; ++v)
+        for (int64_t t = 0; t < taps; ++t) gw[(c0 + v) * taps + t] = static_cast<T>(acc[t * B + v]);
+    }
+  });
+}
+
+}  // namespace atrous::cpu::depthwise::nhwc
+
+namespace atrous::cpu::depthwise {
+ATROUS_INSTANTIATE_DEPTHWISE_RUNG(nhwc)
+}
