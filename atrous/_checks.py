@@ -217,6 +217,25 @@ def check_pointwise_backward_weight(op: str, grad_output, input) -> Geometry:
                                  (grad_output.shape[1], input.shape[1], 1, 1), (), (), ())
 
 
+def check_separable(op: str, input, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding,
+                    dilation, activation) -> Geometry:
+    g = check_forward(op, "depthwise", input, dw_weight, dw_bias, stride, padding, dilation)
+    _check_float_tensor(op, "pw_weight", pw_weight)
+    _check_matches(op, "pw_weight", pw_weight, "input", input)
+    w = pw_weight.shape
+    if not (len(w) == 4 and w[0] >= 1 and w[1] == g.out_channels and w[2] == 1 and w[3] == 1):
+        _fail(op, ": expected pw_weight of shape (C_out, ", g.out_channels, ", 1, 1) after a depthwise stage with ",
+              g.out_channels, " channels, got ", _shape(w))
+    if pw_bias is not None:
+        _check_float_tensor(op, "pw_bias", pw_bias)
+        _check_matches(op, "pw_bias", pw_bias, "input", input)
+        if not (pw_bias.dim() == 1 and pw_bias.shape[0] == w[0]):
+            _fail(op, ": expected pw_bias of shape (C_out,) = (", w[0], ",), got ", _shape(pw_bias.shape))
+    if activation not in ("none", "relu"):
+        _fail(op, ": expected activation to be 'none' or 'relu', got '", activation, "'")
+    return g
+
+
 def check_backward_bias(op: str, grad_output) -> None:
     _check_float_tensor(op, "grad_output", grad_output)
     _check_4d(op, "grad_output", grad_output, "(N, C_out, H_out, W_out)")

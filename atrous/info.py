@@ -12,7 +12,7 @@ OPERATORS = [
     "depthwise_conv2d", "depthwise_conv2d_backward_input", "depthwise_conv2d_backward_weight",
     "pointwise_conv2d", "pointwise_conv2d_backward_input", "pointwise_conv2d_backward_weight",
     "atrous_conv2d", "atrous_conv2d_backward_input", "atrous_conv2d_backward_weight",
-    "conv2d_backward_bias",
+    "conv2d_backward_bias", "separable_conv2d",
 ]
 
 

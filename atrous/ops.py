@@ -1,11 +1,14 @@
 """The atrous operators: Python wrappers, fake kernels and autograd over the compiled kernels.
 
 Three ops, each a forward plus backward-input and backward-weight operators registered in C++
-(csrc/ops.cpp) under torch.ops.atrous, with a shared bias-gradient op:
+(csrc/ops.cpp) under torch.ops.atrous, with a shared bias-gradient op, and a fused forward-only
+separable convolution for inference:
 
     depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto")
     pointwise_conv2d(input, weight, bias=None, algo="auto")
     atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto")
+    separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, padding=0,
+                     dilation=1, activation=None)
 
 They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
 F.conv2d(..., groups=C) / F.conv2d(...). Output layout: channels_last when the input is
@@ -29,7 +32,7 @@ _EXTENSION = _load_extension()  # registers torch.ops.atrous.*; raises with buil
 
 _ops = torch.ops.atrous
 
-__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d", "algorithms"]
+__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d", "separable_conv2d", "algorithms"]
 
 _ALGORITHMS: dict = dict(_EXTENSION.algorithms)
 
@@ -160,6 +163,34 @@ def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, alg
     return _ops.atrous_conv2d(input, weight, bias, stride, padding, dilation, algo)
 
 
+def separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, padding=0, dilation=1,
+                     activation=None):
+    """Fused separable convolution for inference, as in DeepLabV3+ after BatchNorm folding:
+
+        pointwise(act(depthwise(input, dw_weight, dw_bias, stride, padding, dilation)), pw_weight, pw_bias)
+
+    with act = ReLU if activation == "relu", identity if None. The depthwise output is computed
+    tile by tile into a cache-sized buffer and consumed by the GEMM at once, never written in
+    full. Forward only: when autograd is recording and any tensor requires grad, it runs the
+    two unfused ops instead, so gradients flow (at the unfused speed).
+    """
+    op = "atrous.separable_conv2d"
+    _check_devices(op, "atrous::separable_conv2d", input, dw_weight, dw_bias)
+    _check_devices(op, "atrous::separable_conv2d", input, pw_weight, pw_bias)
+    if activation not in (None, "relu"):
+        raise ValueError(f"{op}: expected activation to be None or 'relu', got {activation!r}")
+    stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
+    input, padding = _padding(op, input, dw_weight, padding, stride, dilation)
+    tensors = (input, dw_weight, dw_bias, pw_weight, pw_bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        mid = _ops.depthwise_conv2d(input, dw_weight, dw_bias, stride, padding, dilation)
+        if activation == "relu":
+            mid = torch.relu(mid)
+        return _ops.pointwise_conv2d(mid, pw_weight, pw_bias)
+    return _ops.separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding,
+                                 dilation, activation or "none")
+
+
 # --------------------------------------------------------------------------------------------
 # Fake kernels: shapes, dtypes and layouts without computing (torch.compile, export, meta)
 # --------------------------------------------------------------------------------------------
@@ -211,6 +242,14 @@ def _register_fakes(kind: str, name: str) -> None:
                                       weight_size, stride, padding, dilation)
         _check_algo(op + "_backward_weight", name, algo)
         return grad_output.new_empty(tuple(weight_size))
+
+
+@torch.library.register_fake("atrous::separable_conv2d")
+def _separable_conv2d_fake(input, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
+                           activation="none"):
+    g = _checks.check_separable("atrous.separable_conv2d", input, dw_weight, dw_bias, pw_weight, pw_bias,
+                                stride, padding, dilation, activation)
+    return _empty((g.batch, pw_weight.shape[0], g.out_h, g.out_w), input, input)
 
 
 @torch.library.register_fake("atrous::conv2d_backward_bias")

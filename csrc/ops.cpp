@@ -38,6 +38,12 @@ TORCH_LIBRARY(atrous, m) {
   m.def("atrous_conv2d_backward_weight(Tensor grad_output, Tensor input, "
         "SymInt[4] weight_size, int[2] stride, int[2] padding, int[2] dilation, str algo=\"auto\") -> Tensor");
 
+  // Fused separable convolution for inference: depthwise (+ bias, optional ReLU) then pointwise
+  // (+ bias), the intermediate kept in cache tile by tile. Forward only.
+  m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, "
+        "Tensor? pw_bias, int[2] stride, int[2] padding, int[2] dilation, "
+        "str activation=\"none\") -> Tensor");
+
   // Every convolution op takes algo: "auto" or a rung of its kernel ladder
   // (csrc/common/algorithms.h); atrous.ops.algorithms(name) lists them.
 

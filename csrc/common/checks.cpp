@@ -218,6 +218,29 @@ ConvGeometry check_pointwise_backward_weight(const char* op, const at::Tensor& g
                                {grad_output.size(1), input.size(1), 1, 1}, {}, {}, {});
 }
 
+ConvGeometry check_separable(const char* op, const at::Tensor& input, const at::Tensor& dw_weight,
+                             const std::optional<at::Tensor>& dw_bias, const at::Tensor& pw_weight,
+                             const std::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation,
+                             std::string_view activation) {
+  ConvGeometry g = check_forward(op, ConvKind::Depthwise, input, dw_weight, dw_bias, stride, padding, dilation);
+  check_float_tensor(op, "pw_weight", pw_weight);
+  check_matches(op, "pw_weight", pw_weight, "input", input);
+  TORCH_CHECK(pw_weight.dim() == 4 && pw_weight.size(0) >= 1 && pw_weight.size(1) == g.out_channels &&
+                  pw_weight.size(2) == 1 && pw_weight.size(3) == 1,
+              op, ": expected pw_weight of shape (C_out, ", g.out_channels,
+              ", 1, 1) after a depthwise stage with ", g.out_channels, " channels, got ", pw_weight.sizes());
+  if (pw_bias.has_value() && pw_bias->defined()) {
+    check_float_tensor(op, "pw_bias", *pw_bias);
+    check_matches(op, "pw_bias", *pw_bias, "input", input);
+    TORCH_CHECK(pw_bias->dim() == 1 && pw_bias->size(0) == pw_weight.size(0), op,
+                ": expected pw_bias of shape (C_out,) = (", pw_weight.size(0), ",), got ", pw_bias->sizes());
+  }
+  TORCH_CHECK(activation == "none" || activation == "relu", op,
+              ": expected activation to be 'none' or 'relu', got '", std::string(activation), "'");
+  return g;
+}
+
 void check_backward_bias(const char* op, const at::Tensor& grad_output) {
   check_float_tensor(op, "grad_output", grad_output);
   check_4d(op, "grad_output", grad_output, "(N, C_out, H_out, W_out)");

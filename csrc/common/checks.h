@@ -5,6 +5,7 @@
 #include <c10/core/MemoryFormat.h>
 
 #include <optional>
+#include <string_view>
 
 #include "conv_index.h"
 
@@ -41,6 +42,15 @@ ConvGeometry check_pointwise_backward_input(const char* op, const at::Tensor& gr
                                             const at::Tensor& weight);
 ConvGeometry check_pointwise_backward_weight(const char* op, const at::Tensor& grad_output,
                                              const at::Tensor& input);
+
+// Validates the fused separable convolution: the depthwise part as check_forward, then
+// pw_weight (C_out, C*m, 1, 1), pw_bias (C_out,) and activation ("none" or "relu").
+// Returns the depthwise geometry; C_out is pw_weight.size(0).
+ConvGeometry check_separable(const char* op, const at::Tensor& input, const at::Tensor& dw_weight,
+                             const std::optional<at::Tensor>& dw_bias, const at::Tensor& pw_weight,
+                             const std::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation,
+                             std::string_view activation);
 
 // Validates grad_output of the bias gradient (sum over N, H, W).
 void check_backward_bias(const char* op, const at::Tensor& grad_output);

@@ -8,6 +8,8 @@
 //   backward_weight: gw = sum over the batch and plane of gy * shifted x (written, not added)
 #pragma once
 
+#include <vector>
+
 #include "../common/conv_index.h"
 
 namespace atrous::cpu::depthwise {
@@ -28,6 +30,21 @@ ATROUS_DEPTHWISE_RUNG(stencil)  // depthwise_v2_stencil.cpp
 ATROUS_DEPTHWISE_RUNG(nhwc)     // depthwise_v3_nhwc.cpp
 
 #undef ATROUS_DEPTHWISE_RUNG
+
+// Pieces of the nhwc rung that the fused separable operator reuses.
+namespace nhwc {
+// (C*m, kh*kw) -> (kh*kw, C*m): each tap's weights contiguous across channels.
+template <typename T>
+std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps);
+
+// Depthwise outputs (+ bias, then ReLU if relu) of the flat output pixels [q0, q1) (q = oh*Wo
+// + ow) of image n of the NHWC input x, pixel after pixel into out with a pitch of ldo.
+// wt is the transposed weight; cols the column interval of each horizontal tap.
+template <typename T>
+void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& g,
+                    const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1, T* out,
+                    int64_t ldo, bool relu);
+}  // namespace nhwc
 
 // Explicit instantiation for float and double, at the end of each rung's file.
 #define ATROUS_INSTANTIATE_DEPTHWISE_RUNG(NS)                                                    \

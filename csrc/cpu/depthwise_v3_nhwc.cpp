@@ -31,7 +31,11 @@ inline void fma_block(simd::Vec<T>* acc, const T* a, const T* b) {
   for (int k = 0; k < kVectors; ++k) acc[k] += simd::load(a + k * L) * simd::load(b + k * L);
 }
 
-// (C*m, kh*kw) -> (kh*kw, C*m)
+// The input channel that output channel oc reads; the identity when m == 1.
+inline int64_t source_channel(int64_t oc, int64_t m) { return m == 1 ? oc : oc / m; }
+
+}  // namespace
+
 template <typename T>
 std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps) {
   std::vector<T> wt(channels * taps);
@@ -40,52 +44,55 @@ std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps) {
   return wt;
 }
 
-// The input channel that output channel oc reads; the identity when m == 1.
-inline int64_t source_channel(int64_t oc, int64_t m) { return m == 1 ? oc : oc / m; }
-
-}  // namespace
+template <typename T>
+void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& g,
+                    const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1, T* out,
+                    int64_t ldo, bool relu) {
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
+  constexpr int64_t B = kBlock<T>, L = simd::kLanes<T>;
+  std::vector<const T*> pixel(g.kernel_h * g.kernel_w), weight(g.kernel_h * g.kernel_w);  // valid taps
+  const simd::Vec<T> zero{};
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t oh = q / g.out_w, ow = q % g.out_w;
+    T* dst = out + (q - q0) * ldo;
+    const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
+    int64_t n_taps = 0;
+    for (int64_t i = rows.begin; i < rows.end; ++i) {
+      const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        if (ow < cols[j].begin || ow >= cols[j].end) continue;  // tap in the padding
+        const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
+        pixel[n_taps] = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
+        weight[n_taps++] = wt + (i * g.kernel_w + j) * co;
+      }
+    }
+    int64_t c0 = 0;
+    if (m == 1) {  // full channel blocks, sums in registers
+      for (; c0 + B <= co; c0 += B) {
+        simd::Vec<T> acc[kVectors];
+        for (int k = 0; k < kVectors; ++k) acc[k] = bias ? simd::load(bias + c0 + k * L) : zero;
+        for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
+        for (int k = 0; k < kVectors; ++k) simd::store(dst + c0 + k * L, relu ? (acc[k] > zero ? acc[k] : zero) : acc[k]);
+      }
+    }
+    for (; c0 < co; ++c0) {  // channel tail, and any depth multiplier
+      T sum = bias ? bias[c0] : T(0);
+      for (int64_t t = 0; t < n_taps; ++t) sum += weight[t][c0] * pixel[t][source_channel(c0, m)];
+      dst[c0] = (relu && sum < T(0)) ? T(0) : sum;
+    }
+  }
+}
 
 template <typename T>
 void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
-  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  const std::vector<T> wt = transpose_weight(w, co, taps);
+  const std::vector<T> wt = transpose_weight(w, g.out_channels, g.kernel_h * g.kernel_w);
   const std::vector<Range> cols = tap_column_ranges(g);
-  constexpr int64_t B = kBlock<T>;
-  at::parallel_for(0, g.batch * g.out_h, grain_for(g.out_w * co * taps), [&](int64_t begin, int64_t end) {
-    std::vector<const T*> pixel(taps), weight(taps);
+  at::parallel_for(0, g.batch * g.out_h, grain_for(g.out_w * g.out_channels * g.kernel_h * g.kernel_w),
+                   [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / g.out_h, oh = row % g.out_h;
-      const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        T* out = y + ((n * g.out_h + oh) * g.out_w + ow) * co;
-        // Valid column taps of this output pixel: those whose interval holds ow.
-        int64_t n_taps = 0;
-        for (int64_t i = rows.begin; i < rows.end; ++i) {
-          const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
-          for (int64_t j = 0; j < g.kernel_w; ++j) {
-            if (ow < cols[j].begin || ow >= cols[j].end) continue;  // tap in the padding
-            const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
-            pixel[n_taps] = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
-            weight[n_taps++] = wt.data() + (i * g.kernel_w + j) * co;
-          }
-        }
-        int64_t c0 = 0;
-        if (m == 1) {  // full channel blocks, sums in registers
-          for (; c0 + B <= co; c0 += B) {
-            simd::Vec<T> acc[kVectors];
-            for (int k = 0; k < kVectors; ++k)
-              acc[k] = bias ? simd::load(bias + c0 + k * simd::kLanes<T>) : simd::Vec<T>{};
-            for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
-            for (int k = 0; k < kVectors; ++k) simd::store(out + c0 + k * simd::kLanes<T>, acc[k]);
-          }
-        }
-        for (; c0 < co; ++c0) {  // channel tail, and any depth multiplier
-          T sum = bias ? bias[c0] : T(0);
-          for (int64_t t = 0; t < n_taps; ++t) sum += weight[t][c0] * pixel[t][source_channel(c0, m)];
-          out[c0] = sum;
-        }
-      }
+      forward_pixels(x, wt.data(), bias, g, cols, n, oh * g.out_w, (oh + 1) * g.out_w,
+                     y + row * g.out_w * g.out_channels, g.out_channels, false);
     }
   });
 }
@@ -197,4 +204,12 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
 
 namespace atrous::cpu::depthwise {
 ATROUS_INSTANTIATE_DEPTHWISE_RUNG(nhwc)
+template std::vector<float> nhwc::transpose_weight<float>(const float*, int64_t, int64_t);
+template std::vector<double> nhwc::transpose_weight<double>(const double*, int64_t, int64_t);
+template void nhwc::forward_pixels<float>(const float*, const float*, const float*, const ConvGeometry&,
+                                          const std::vector<Range>&, int64_t, int64_t, int64_t, float*,
+                                          int64_t, bool);
+template void nhwc::forward_pixels<double>(const double*, const double*, const double*, const ConvGeometry&,
+                                           const std::vector<Range>&, int64_t, int64_t, int64_t, double*,
+                                           int64_t, bool);
 }

@@ -2,6 +2,7 @@
 #include "gemm.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <vector>
@@ -86,7 +87,83 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
   }
 }
 
+// C(:, jc:jc+nc) (+)= A(:, pc:pc+kc) @ B block, with the B block already packed in bp.
+// Parallel over (row block, column group) tasks in row-block-major order, so a thread running
+// consecutive tasks reuses the A block it packed.
+template <typename T>
+void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, const T* bp, int64_t jc,
+                    int64_t nc, const MutableMatrixView<T>& C, bool acc) {
+  using Bk = Blocking<T>;
+  constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
+  const int64_t n_mc = (M + Bk::MC - 1) / Bk::MC;
+  const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG;
+  at::parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> a_packed(Bk::MC * kc);
+    int64_t packed_ic = -1;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ic = (t / n_groups) * Bk::MC;
+      const int64_t mc = std::min(Bk::MC, M - ic);
+      if (ic != packed_ic) {
+        pack_a<T, MR>(A, ic, mc, pc, kc, a_packed.data());
+        packed_ic = ic;
+      }
+      const int64_t j0 = (t % n_groups) * Bk::NG;
+      const int64_t j1 = std::min(nc, j0 + Bk::NG);
+      for (int64_t jr = j0; jr < j1; jr += NR) {
+        const int64_t nr = std::min<int64_t>(NR, nc - jr);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int64_t mr = std::min<int64_t>(MR, mc - ir);
+          T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
+          micro_kernel<T, MR, NV>(kc, a_packed.data() + ir * kc, bp + (jr / NR) * kc * NR, c,
+                                  C.row_stride, C.col_stride, mr, nr, acc);
+        }
+      }
+    }
+  });
+}
+
+// Packs the B block (pc:pc+kc, jc:jc+nc) into NR-column panels at bp.
+template <typename T>
+void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* bp) {
+  constexpr int NR = Blocking<T>::NR;
+  const int64_t n_panels = (nc + NR - 1) / NR;
+  at::parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      pack_b_panel<T, NR>(B, pc, kc, jc + p * NR, std::min<int64_t>(NR, nc - p * NR), bp + p * kc * NR);
+    }
+  });
+}
+
 }  // namespace
+
+template <typename T>
+PackedB<T>::PackedB(int64_t k, int64_t n, MatrixView<T> B) : K(k), N(n) {
+  using Bk = Blocking<T>;
+  constexpr int64_t NR = Bk::NR;
+  for (int64_t jc = 0; jc < N; jc += Bk::NC) {
+    const int64_t nc = std::min(Bk::NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
+      offsets.push_back(static_cast<int64_t>(data.size()));
+      data.resize(data.size() + std::min(Bk::KC, K - pc) * ((nc + NR - 1) / NR) * NR);
+    }
+  }
+  int64_t block = 0;
+  for (int64_t jc = 0; jc < N; jc += Bk::NC)
+    for (int64_t pc = 0; pc < K; pc += Bk::KC, ++block)
+      pack_b_block(B, pc, std::min(Bk::KC, K - pc), jc, std::min(Bk::NC, N - jc), data.data() + offsets[block]);
+}
+
+template <typename T>
+void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate) {
+  using Bk = Blocking<T>;
+  TORCH_CHECK(C.col_stride == 1, "gemm_packed: C must have unit column stride");
+  if (M == 0 || B.N == 0) return;
+  int64_t block = 0;
+  for (int64_t jc = 0; jc < B.N; jc += Bk::NC)
+    for (int64_t pc = 0; pc < B.K; pc += Bk::KC, ++block)
+      multiply_block(M, A, pc, std::min(Bk::KC, B.K - pc), B.data.data() + B.offsets[block], jc,
+                     std::min(Bk::NC, B.N - jc), C, accumulate || pc > 0);
+}
 
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
@@ -108,48 +185,13 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
     }
     return;
   }
-  const int64_t n_mc = (M + Bk::MC - 1) / Bk::MC;
   std::vector<T> b_packed(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
-
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
-    const int64_t n_panels = (nc + NR - 1) / NR;
-    const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG;
     for (int64_t pc = 0; pc < K; pc += Bk::KC) {
       const int64_t kc = std::min(Bk::KC, K - pc);
-      const bool acc = accumulate || pc > 0;
-      T* bp = b_packed.data();
-      at::parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          pack_b_panel<T, NR>(B, pc, kc, jc + p * NR, std::min<int64_t>(NR, nc - p * NR),
-                              bp + p * kc * NR);
-        }
-      });
-      // Tasks are (row block, column group) pairs in row-block-major order, so a thread
-      // running consecutive tasks reuses the A block it packed.
-      at::parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> a_packed(Bk::MC * kc);
-        int64_t packed_ic = -1;
-        for (int64_t t = begin; t < end; ++t) {
-          const int64_t ic = (t / n_groups) * Bk::MC;
-          const int64_t mc = std::min(Bk::MC, M - ic);
-          if (ic != packed_ic) {
-            pack_a<T, MR>(A, ic, mc, pc, kc, a_packed.data());
-            packed_ic = ic;
-          }
-          const int64_t j0 = (t % n_groups) * Bk::NG;
-          const int64_t j1 = std::min(nc, j0 + Bk::NG);
-          for (int64_t jr = j0; jr < j1; jr += NR) {
-            const int64_t nr = std::min<int64_t>(NR, nc - jr);
-            for (int64_t ir = 0; ir < mc; ir += MR) {
-              const int64_t mr = std::min<int64_t>(MR, mc - ir);
-              T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
-              micro_kernel<T, MR, NV>(kc, a_packed.data() + ir * kc, bp + (jr / NR) * kc * NR,
-                                      c, C.row_stride, C.col_stride, mr, nr, acc);
-            }
-          }
-        }
-      });
+      pack_b_block(B, pc, kc, jc, nc, b_packed.data());
+      multiply_block(M, A, pc, kc, b_packed.data(), jc, nc, C, accumulate || pc > 0);
     }
   }
 }
@@ -158,5 +200,10 @@ template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixVi
                           MutableMatrixView<float>, bool);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,
                            MutableMatrixView<double>, bool);
+template struct PackedB<float>;
+template struct PackedB<double>;
+template void gemm_packed<float>(int64_t, MatrixView<float>, const PackedB<float>&, MutableMatrixView<float>, bool);
+template void gemm_packed<double>(int64_t, MatrixView<double>, const PackedB<double>&, MutableMatrixView<double>,
+                                  bool);
 
 }  // namespace atrous::cpu

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace atrous::cpu {
 
@@ -31,6 +32,20 @@ struct MutableMatrixView {
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
           MutableMatrixView<T> C, bool accumulate);
+
+// B packed once for many products with the same right operand: the fused separable operator
+// multiplies every pixel tile by the same pointwise weight.
+template <typename T>
+struct PackedB {
+  PackedB(int64_t K, int64_t N, MatrixView<T> B);
+  int64_t K, N;
+  std::vector<T> data;
+  std::vector<int64_t> offsets;  // start of each (column block, depth block) in data
+};
+
+// C (M x N) (+)= A (M x K) @ B with B prepacked; C must have unit column stride.
+template <typename T>
+void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate);
 
 extern template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>,
                                  MatrixView<float>, MutableMatrixView<float>, bool);
