@@ -9,7 +9,7 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean
+.PHONY: demo test install build info clean bench bench-quick
 
 demo: install
 	$(PY) -m atrous demo
@@ -40,6 +40,13 @@ build: $(DEPS_STAMP)
 
 info: install
 	$(PY) -m atrous.info
+
+# Times every op against PyTorch and rewrites the README's benchmark table.
+bench: install
+	$(PY) -m atrous bench --update-readme README.md
+
+bench-quick: install
+	$(PY) -m atrous bench --quick
 
 clean:
 	rm -rf build *.egg-info atrous/_C*.so atrous/_build_config.json

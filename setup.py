@@ -101,10 +101,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["atrous", "atrous.*"]),
     package_data={"atrous": ["_build_config.json"]},
-    install_requires=["torch>=2.4", "numpy"],
+    install_requires=["torch>=2.4", "numpy", "matplotlib>=3.7"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7"],
-        "viz": ["matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6.80"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

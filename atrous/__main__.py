@@ -10,6 +10,8 @@ import sys
 COMMANDS = {
     "demo": ("atrous.demo", "check every op against PyTorch on DeepLabV3+ layer shapes"),
     "info": ("atrous.info", "print the build and runtime configuration (paste into bug reports)"),
+    "bench": ("atrous.bench", "time the ops against PyTorch on DeepLabV3+ shapes: table, JSON, chart"),
+    "rf": ("atrous.rf_cli", "receptive fields: theory table, gradient check and pictures for a model"),
 }
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "format_table",
     "gridding_stack",
     "hybrid_stack",
+    "infer_in_channels",
     "input_box",
     "input_box_clipped",
     "measure_receptive_field",
@@ -113,7 +114,9 @@ def conv_output_size(
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     if (span < 0 and not ceil_mode) or out < 1:
-        raise ValueError(f"input size {size} with padding {padding} is smaller than the effective kernel {k_eff}")
+        raise ValueError(
+            f"input size {size} with padding {padding} is smaller than the effective kernel {k_eff}"
+        )
     return out
 
 
@@ -567,13 +570,13 @@ class _Tracer(TorchFunctionMode):
         return row.index
 
     def window_row(self, parent: int, op: str, k, s, p, d, size, channels, name=None, ceil_mode=False,
-                   extra=(0, 0), check_size=True) -> int:
+                   extra=(0, 0), check_size=True, params: str | None = None) -> int:
         """A convolution/pooling row; checks the declared geometry against the produced size.
         ``extra``: padding on the right/bottom beyond ``p`` (padding='same' with an even span)."""
         prow = self.layers[parent]
         if not prow.supported:
             return parent
-        params = _window_params(k, s, p, d)
+        params = params or _window_params(k, s, p, d)
         n_in = prow.size
         for axis in (0, 1) if check_size else ():
             try:
@@ -749,7 +752,7 @@ def _size(t: torch.Tensor) -> tuple[int, int]:
 
 def _unknown_op(tr: _Tracer, name, args, kwargs, out, ins, states) -> int:
     rows = [s for s in states if s is not None and s != _CONST]
-    size = _size(out) if out.dim() >= 2 else (0, 0)
+    size = _size(out) if out.dim() == 4 else (0, 0)
     reason = "not a spatial op the analysis knows (see receptive_field's docstring)"
     return tr.unsupported(name, reason, rows, size)
 
@@ -888,7 +891,7 @@ def _cat(tr, name, args, kwargs, out, ins, states) -> int:
     if out.dim() != 4 or v["dim"] not in (1, -3):
         reason = f"concatenation along dim {v['dim']}: only channel concatenation (dim=1) is analysed"
         rows = [s for s in states if s not in (None, _CONST)]
-        return tr.unsupported(name, reason, rows, _size(out) if out.dim() >= 2 else (0, 0))
+        return tr.unsupported(name, reason, rows, _size(out) if out.dim() == 4 else (0, 0))
     return _merge(tr, name, out, ins, states)
 
 
@@ -911,7 +914,7 @@ def _getitem(tr, name, args, kwargs, out, ins, states) -> int:
     index = index if isinstance(index, tuple) else (index,)
     ellipses = [n for n, i in enumerate(index) if i is Ellipsis]  # identity tests: index may hold tensors
     if x.dim() != 4 or out.dim() != 4 or any(i is None for i in index) or len(ellipses) > 1:
-        size = _size(out) if out.dim() >= 2 else (0, 0)
+        size = _size(out) if out.dim() == 4 else (0, 0)
         return tr.unsupported(name, "indexing that changes the (N, C, H, W) layout", [parent], size)
     if ellipses:
         e = ellipses[0]
@@ -930,9 +933,14 @@ def _getitem(tr, name, args, kwargs, out, ins, states) -> int:
         steps.append(step)
     if starts == [0, 0] and steps == [1, 1] and _size(out) == n_in:
         return parent  # channel/batch selection only
-    # a crop is a 1-tap window with stride = step and padding = -start
+    # a crop is a 1-tap window with stride = step and padding = -start; the slice's stop sets the size
+    n_out = _size(out)
+    params = ", ".join(
+        f"{axis} {a}:{a + (n - 1) * st + 1}" + (f":{st}" if st != 1 else "")
+        for axis, a, n, st in zip("HW", starts, n_out, steps)
+    )
     return tr.window_row(parent, "crop", (1, 1), tuple(steps), tuple(-s for s in starts), (1, 1),
-                         _size(out), int(out.shape[1]), check_size=False)  # the slice's stop sets the size
+                         n_out, int(out.shape[1]), check_size=False, params=params)
 
 
 def _reduction(tr, name, args, kwargs, out, ins, states) -> int:
@@ -1046,8 +1054,9 @@ def _input_size(input_size: Any) -> tuple[int, int]:
     return H, W
 
 
-def _infer_in_channels(model: nn.Module) -> int:
-    """Input channels of the first layer with a 4-D weight (registration order), else 3."""
+def infer_in_channels(model: nn.Module) -> int:
+    """Input channels of the model: those of the first module (in registration order) with a 4-D
+    weight, times its groups; 3 when there is none."""
     for m in model.modules():
         w = getattr(m, "weight", None)
         transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
@@ -1123,7 +1132,7 @@ def receptive_field(
     """
     H, W = _input_size(input_size)
     if in_channels is None:
-        in_channels = _infer_in_channels(model)
+        in_channels = infer_in_channels(model)
     dtype, device = _float_dtype_device(model)
     x = torch.zeros(1, in_channels, H, W, dtype=dtype, device=device)
     tracer = _Tracer(model, (H, W))
@@ -1328,7 +1337,7 @@ def measure_receptive_fields(
     """
     H, W = _input_size(input_size)
     if in_channels is None:
-        in_channels = _infer_in_channels(model)
+        in_channels = infer_in_channels(model)
     m = _measurement_copy(model)
     device = _float_dtype_device(m)[1]
     x = torch.ones(1, in_channels, H, W, dtype=torch.float64, device=device, requires_grad=True)
@@ -1440,7 +1449,7 @@ def effective_receptive_field(
         H, W = _input_size(input_size)
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        C = in_channels or _infer_in_channels(model)
+        C = in_channels or infer_in_channels(model)
         dtype, device = _float_dtype_device(model)
         gen = torch.Generator().manual_seed(seed)
         inputs = torch.randn(samples, C, H, W, generator=gen, dtype=dtype).to(device)

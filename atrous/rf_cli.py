@@ -104,8 +104,6 @@ def _measure(model, report, in_channels) -> tuple[rfm.MeasuredRF, int]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from atrous import viz  # matplotlib only when pictures are drawn
-
     try:
         model = load_model(args.model)
         H, W = args.input_size
@@ -121,13 +119,24 @@ def main(args: argparse.Namespace) -> int:
     if not report.supported:
         print("\nrf: the model cannot be fully analysed (see the problems above)", file=sys.stderr)
         return EXIT_ERROR
-    in_channels = args.in_channels or rfm._infer_in_channels(model)
+    in_channels = args.in_channels or rfm.infer_in_channels(model)
+    use_photo = args.erf_input == "photo" or (args.erf_input is None and in_channels == 3)
+    if use_photo and in_channels != 3:
+        print(f"rf: error: --erf-input photo needs a 3-channel model, this one takes {in_channels}",
+              file=sys.stderr)
+        return EXIT_ERROR
 
     status, measured = EXIT_OK, None
     if not args.no_measure:
-        measured, status = _measure(model, report, in_channels)
+        try:
+            measured, status = _measure(model, report, in_channels)
+        except rfm.UnsupportedModelError as e:
+            print(f"rf: error: cannot measure: {e}", file=sys.stderr)
+            return EXIT_ERROR
 
     if not args.no_pictures:
+        from atrous import viz  # matplotlib only when pictures are drawn
+
         out = args.out
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model)
         written = [out / f"{stem}_growth.png"]
@@ -135,10 +144,6 @@ def main(args: argparse.Namespace) -> int:
         if measured is not None:
             written.append(out / f"{stem}_measured.png")
             viz.plot_measured_rf(measured, report, path=written[-1])
-        use_photo = args.erf_input == "photo" or (args.erf_input is None and in_channels == 3)
-        if use_photo and in_channels != 3:
-            print("rf: error: --erf-input photo needs a 3-channel model", file=sys.stderr)
-            return EXIT_ERROR
         if use_photo:
             x, img = _photo_tensor((H, W))
             erf = rfm.effective_receptive_field(model, x)

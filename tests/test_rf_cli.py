@@ -60,6 +60,12 @@ def test_bad_model_and_arguments_exit_2(capsys):
     assert "--input-size" in capsys.readouterr().err
 
 
+def test_photo_erf_needs_three_channels(monkeypatch, capsys):
+    monkeypatch.setitem(rf_cli.MODELS, "gray", (lambda: nn.Conv2d(1, 1, 3), "one input channel"))
+    assert run("gray", "--input-size", 9, 9, "--erf-input", "photo") == 2
+    assert "3-channel" in capsys.readouterr().err
+
+
 def test_disagreement_exits_1(monkeypatch, capsys):
     real = rfm.measure_receptive_field
 

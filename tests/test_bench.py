@@ -1,0 +1,383 @@
+"""Tests for the benchmark harness (atrous.bench) on tiny shapes: structure and arithmetic, never speed."""
+
+import json
+import math
+import statistics
+import time
+import types
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atrous import __main__ as atrous_main
+from atrous import bench
+
+matplotlib.use("Agg")  # headless
+
+FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0")
+
+
+def run(*argv, ops=None, shapes=None):
+    args = bench.build_parser().parse_args([str(a) for a in argv])
+    return bench.main(args, shapes=shapes, ops=ops)
+
+
+def real_ops(**overrides):
+    """atrous.ops's three functions (without the coming ladder API), with replacements."""
+    from atrous import ops
+
+    names = ("depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d")
+    return types.SimpleNamespace(**{n: getattr(ops, n) for n in names} | overrides)
+
+
+def fused_separable(x, dw_w, dw_b, pw_w, pw_b, stride=1, padding=0, dilation=1, activation=None, **kw):
+    y = F.conv2d(x, dw_w, dw_b, stride, padding, dilation, x.shape[1])
+    return F.conv2d(y.relu() if activation == "relu" else y, pw_w, pw_b)
+
+
+def is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------
+# A whole run
+# --------------------------------------------------------------------------------------------
+
+def test_tiny_run_writes_consistent_json_chart_markdown_and_readme(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    before, after = "# title\n\nintro\n\n", "\n\n## later\ntext\n"
+    readme.write_text(f"{before}{bench.README_START}\nold table\n{bench.README_END}{after}")
+    assert run(*FAST, "--out", tmp_path / "out", "--update-readme", readme) == 0
+    out = capsys.readouterr().out
+
+    report = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert report["schema"] == "atrous-bench/1"
+    machine = report["machine"]
+    assert machine["threads"] == torch.get_num_threads() and machine["torch"] == torch.__version__
+    copy_gbps = machine["copy_bandwidth"]["GBps"]
+    assert copy_gbps > 0 and report["atrous"]["extension"]  # atrous.info.collect()
+    assert report["settings"]["repeats"] == 2 and report["settings"]["dtype"] == "float32"
+    names = [r["name"] for r in report["results"]]
+    assert names == ["tiny-dw8-d2-n2", "tiny-dw8-s2-n2", "tiny-pw8-6-n2", "tiny-dense4-5-d2-n2",
+                     "tiny-sep8-6-d2-n2"]
+
+    from atrous import ops
+
+    fused = hasattr(ops, "separable_conv2d")  # not in the build yet, or it is: both are checked
+    for r in report["results"]:
+        if r.get("skipped"):
+            assert not fused and r["op"] == "separable" and "separable_conv2d" in r["skipped"]
+            continue
+        assert r["ok"] and tuple(r["directions"]) == bench.directions(r["op"])
+        for rec in r["directions"].values():
+            med = {}
+            for impl in ("ours", "torch"):
+                for layout in bench.LAYOUTS:
+                    timing = rec["timings_ms"][impl][layout]
+                    assert len(timing["runs"]) == 2 and timing["median"] == statistics.median(timing["runs"])
+                    med[impl, layout] = timing["median"]
+                    assert rec["GFLOPs"][impl][layout] == pytest.approx(rec["flops"] / timing["median"] / 1e6)
+                    assert rec["GBps"][impl][layout] == pytest.approx(rec["bytes"] / timing["median"] / 1e6)
+            for layout in bench.LAYOUTS:  # ratios come from the medians
+                ratio = med["torch", layout] / med["ours", layout]
+                assert rec["speedup"]["ours"][layout] == pytest.approx(ratio)
+                assert rec["max_rel_err"]["ours"][layout] <= 1e-4
+            torch_best = min(med["torch", lay] for lay in bench.LAYOUTS)
+            assert rec["torch_best_layout"] == min(bench.LAYOUTS, key=lambda lay: med["torch", lay])
+            assert rec["speedup_vs_torch_best"]["ours"]["best"] == pytest.approx(
+                torch_best / min(med["ours", lay] for lay in bench.LAYOUTS))
+            if r["op"] == "depthwise":
+                pct = 100 * rec["GBps"]["ours"]["nchw"] / copy_gbps
+                assert rec["pct_copy"]["ours"]["nchw"] == pytest.approx(pct)
+            else:
+                assert "pct_copy" not in rec
+
+    dw = report["results"][0]["directions"]  # 2x8x9x9, 3x3 d2 same padding: output 2x8x9x9
+    x = y = 2 * 8 * 9 * 9
+    assert dw["forward"]["bytes"] == 4 * (x + 72 + y) and dw["forward"]["flops"] == 2 * y * 9
+    assert dw["backward"]["bytes"] == 4 * (y + x + 72 + x + 72) and dw["backward"]["flops"] == 4 * y * 9
+
+    summary = {s["key"]: s for s in report["summary"]}
+    fwd = summary["depthwise_forward_same_layout"]
+    per_case = [r["directions"]["forward"]["speedup"]["ours"]["nchw"] for r in report["results"][:2]]
+    assert fwd["count"] == 2 and fwd["values"]["NCHW"] == pytest.approx(math.sqrt(per_case[0] * per_case[1]))
+    assert fwd["min"]["value"] == min(r["directions"]["forward"]["speedup"]["ours"][lay]
+                                      for r in report["results"][:2] for lay in bench.LAYOUTS)
+    assert summary["pointwise_forward_throughput"]["count"] == 1
+    assert summary["separable_forward_vs_torch_best"]["count"] == int(fused)
+
+    assert is_png(tmp_path / "out" / "bench.png")
+    markdown = (tmp_path / "out" / "bench.md").read_text()
+    assert "| tiny-dw8-d2-n2 |" in markdown and markdown.startswith("Regenerate with `python -m atrous bench")
+    text = readme.read_text()
+    assert text.startswith(before + bench.README_START + "\n") and text.endswith(bench.README_END + after)
+    assert "old table" not in text and markdown.strip() in text
+    assert "--update-readme" in text and "--repeats 2" in text  # the command that regenerates it
+
+    for line in ("depthwise (memory-bound", "pointwise 1x1 (GEMM)", "summary (geometric means",
+                 "depthwise forward vs PyTorch, same layout", "wrote bench.json, bench.md, bench.png"):
+        assert line in out
+    assert fused or "tiny-sep8-6-d2-n2: atrous.ops.separable_conv2d is not in this build yet" in out
+
+
+def test_mismatch_and_failing_ops_are_marked_and_exit_1(tmp_path, capsys):
+    from atrous import ops
+
+    def off_by_a_little(x, w, b=None, stride=1, padding=0, dilation=1):
+        return ops.depthwise_conv2d(x, w, b, stride, padding, dilation) + 1e-2
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pointwise kernel exploded\nsecond line")
+
+    fake = real_ops(depthwise_conv2d=off_by_a_little, pointwise_conv2d=broken)
+    assert run(*FAST, "--out", tmp_path, "--ops", "depthwise,pointwise,dense",
+               "--shapes", "tiny-dw8-d2,tiny-pw*,tiny-dense*", ops=fake) == 1
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "bench.json").read_text())
+    dw, pw, dense = report["results"]
+    assert dw["directions"]["forward"]["check"] == "MISMATCH" and not dw["ok"]
+    assert dw["directions"]["backward"]["check"] == "ok"  # the offset has no gradient effect
+    assert pw["directions"]["forward"]["timings_ms"]["ours"]["nchw"] == {
+        "error": "RuntimeError: pointwise kernel exploded"}
+    assert pw["directions"]["forward"]["check"] == "ERROR" and "median" in pw["directions"]["forward"][
+        "timings_ms"]["torch"]["nchw"]
+    assert dense["ok"]  # the run went on
+    assert "MISMATCH" in out and "ERROR" in out
+    summary = {s["key"]: s for s in report["summary"]}
+    assert summary["depthwise_forward_same_layout"]["count"] == 0  # wrong rows never count
+    assert summary["dense_forward_throughput"]["count"] == 1
+
+
+def test_fused_separable_is_compared_with_unfused_and_torch(tmp_path):
+    fake = real_ops(separable_conv2d=fused_separable)
+    assert run(*FAST, "--out", tmp_path, "--ops", "separable", ops=fake) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    (r,) = report["results"]
+    assert r["name"] == "tiny-sep8-6-d2-n2" and list(r["directions"]) == ["forward"]  # forward only
+    rec = r["directions"]["forward"]
+    assert set(rec["timings_ms"]) == {"ours", "ours_unfused", "torch"}
+    assert rec["max_rel_err"]["ours"]["nchw"] < 1e-5 and rec["max_rel_err"]["ours_unfused"]["nchw"] < 1e-5
+    for layout in bench.LAYOUTS:
+        med = {i: rec["timings_ms"][i][layout]["median"] for i in rec["timings_ms"]}
+        assert rec["speedup_vs_unfused"][layout] == pytest.approx(med["ours_unfused"] / med["ours"])
+    summary = {s["key"]: s for s in report["summary"]}
+    assert summary["separable_forward_vs_torch_best"]["count"] == 1
+    assert report["features"]["separable_conv2d"] is True
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------
+
+def test_summary_is_a_geometric_mean_over_ok_records():
+    def record(name, ok, nchw, cl):
+        rec = {"ok": ok, "speedup": {"ours": {"nchw": nchw, "channels_last": cl}}}
+        return {"name": name, "op": "depthwise", "directions": {"forward": rec}}
+
+    results = [record("a", True, 2.0, 0.5), record("b", True, 8.0, 2.0), record("c", False, 100.0, 100.0)]
+    (line,) = [s for s in bench.summarize(results) if s["key"] == "depthwise_forward_same_layout"]
+    assert line["count"] == 2
+    assert line["values"] == {"NCHW": pytest.approx(4.0), "CL": pytest.approx(1.0), "all": pytest.approx(2.0)}
+    assert line["min"] == {"value": 0.5, "case": "a", "layout": "channels_last"}
+    assert bench.geomean([]) is None
+
+
+def test_measure_warms_up_then_takes_the_median_within_the_budget():
+    calls = []
+
+    class StepTimer:  # each timed run "takes" 1, 2, 3, ... ms: no clock involved
+        flushes = False
+
+        def time_ms(self, fn, flush=True):
+            out = fn()
+            return float(len(calls)), out
+
+    def fn():
+        calls.append(None)
+        return len(calls)
+
+    m, last = bench.measure(fn, StepTimer(), bench.TimingPlan(warmup=2, repeats=5, budget_s=1e9))
+    assert m.runs_ms == [3.0, 4.0, 5.0, 6.0, 7.0] and m.median_ms == 5.0 and last == 7
+    calls.clear()
+    m, _ = bench.measure(fn, StepTimer(), bench.TimingPlan(warmup=0, repeats=50, budget_s=0.0))
+    assert len(m.runs_ms) == bench.MIN_RUNS  # the budget stops it, never below MIN_RUNS
+    calls.clear()
+    m, _ = bench.measure(fn, StepTimer(), bench.TimingPlan(warmup=0, repeats=1, budget_s=0.0))
+    assert m.runs_ms == [1.0]
+
+
+def test_relative_error_and_broken_outputs():
+    ref = torch.tensor([1.0, -4.0])
+    assert bench.rel_error(torch.tensor([1.0, -3.0]), ref) == pytest.approx(0.25)
+    assert bench.rel_error((ref, torch.tensor([2.0])), (ref, torch.tensor([1.0]))) == pytest.approx(1.0)
+    assert bench.rel_error(torch.tensor([float("nan"), -4.0]), ref) is None  # NaN is never "close"
+    assert bench.rel_error(torch.zeros(3), ref) is None  # wrong shape
+
+
+def test_spread_flags_noisy_measurements():
+    assert bench.Measurement([10.0, 10.0, 10.0]).spread == 0.0
+    assert bench.Measurement([8.0, 10.0, 12.0]).spread == pytest.approx(0.2)  # quartiles 9 and 11
+    assert bench.Measurement([5.0]).spread == 0.0
+    timing = bench.Measurement([1.0, 2.0, 9.0]).to_json()
+    assert timing["median"] == 2.0 and timing["spread"] == pytest.approx(2.0)
+    rec = {"timings_ms": {"torch": {"nchw": timing}}}
+    report = {"results": [{"directions": {"forward": rec}}]}
+    assert "1 of 1 measurements had runs spread" in bench.noise_lines(report)[0]
+
+
+def test_xception65_geometry():
+    shapes = {s.name: s for s in bench.SHAPES}
+    assert len(shapes) == len(bench.SHAPES)  # names are unique
+    strided = ("entry-dw128-s2", "entry-dw256-s2", "os16-entry-dw728-s2")
+    assert [shapes[n].out_size for n in strided] == [129, 65, 33]  # 257 -> 129 -> 65 -> 33
+    assert {s.size for s in bench.SHAPES if s.name.startswith("os16-middle")} == {33}
+    assert {(s.size, s.dilation) for s in bench.SHAPES if s.name.startswith("os8-middle-dw")} == {(65, 2)}
+    aspp = {(s.output_strides, s.size, s.dilation) for s in bench.SHAPES
+            if s.op == "depthwise" and "aspp" in s.name}
+    assert aspp == {((16,), 33, 6), ((16,), 33, 12), ((16,), 33, 18),
+                    ((8,), 65, 12), ((8,), 65, 24), ((8,), 65, 36)}
+    assert all(s.out_size == s.size for s in bench.SHAPES if s.stride == 1)  # "same" padding
+    assert {(s.channels, s.out_channels) for s in bench.SHAPES if s.op == "pointwise"} == {
+        (728, 728), (2048, 256), (304, 256), (1536, 2048)}
+    dense = {(s.channels, s.dilation, s.size) for s in bench.SHAPES if s.op == "dense"}
+    assert dense == {(512, 2, 33), (512, 4, 65)}
+    assert {s.channels for s in bench.SHAPES if s.name.startswith("dec-dw")} == {304, 256}
+    assert set(bench.QUICK_SHAPES) <= set(shapes) and set(bench.DEFAULT_LADDER_SHAPE.values()) <= set(shapes)
+
+
+def test_shape_selection_by_name_glob_batch_suffix_and_op():
+    names = lambda cases: [c.name for c in cases]  # noqa: E731
+    all_ops = bench.OPS
+    assert names(bench.select_cases(bench.SHAPES, all_ops, ["os16-aspp-dw*"], [1])) == [
+        "os16-aspp-dw2048-r6-n1", "os16-aspp-dw2048-r12-n1", "os16-aspp-dw2048-r18-n1"]
+    assert names(bench.select_cases(bench.SHAPES, all_ops, ["dec-dw304"], [1, 8])) == [
+        "dec-dw304-n1", "dec-dw304-n8"]
+    assert names(bench.select_cases(bench.SHAPES, all_ops, ["dec-dw304-n4", "dec-dw304"], [1])) == [
+        "dec-dw304-n1", "dec-dw304-n4"]
+    assert names(bench.select_cases(bench.SHAPES, ["pointwise"], ["dec-*"], [1])) == ["dec-pw304-256-n1"]
+    every = bench.select_cases(bench.SHAPES, all_ops, None, [1, 8])
+    assert len(every) == 2 * len(bench.SHAPES)
+    with pytest.raises(bench.BenchError, match="--shapes: 'dec-dw999' matches no shape"):
+        bench.select_cases(bench.SHAPES, all_ops, ["dec-dw999"], [1])
+    with pytest.raises(bench.BenchError, match="--shapes"):  # exists, but not among the selected ops
+        bench.select_cases(bench.SHAPES, ["dense"], ["dec-dw304"], [1])
+
+
+def test_update_readme_needs_exactly_one_marked_block(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("a\n<!-- bench:start -->\nx\n<!-- bench:end -->\nb\n")
+    bench.update_readme(path, "new\n")
+    assert path.read_text() == "a\n<!-- bench:start -->\nnew\n<!-- bench:end -->\nb\n"
+    for text in ("no markers\n", "<!-- bench:end -->\n<!-- bench:start -->\n",
+                 "<!-- bench:start -->\n<!-- bench:end -->\n<!-- bench:start -->\n"):
+        path.write_text(text)
+        with pytest.raises(bench.BenchError, match="--update-readme .*expected one '<!-- bench:start -->'"):
+            bench.update_readme(path, "new")
+        assert path.read_text() == text  # untouched
+
+
+def test_bad_options_exit_2_naming_the_option(tmp_path, capsys):
+    cases = [
+        (("--ops", "depthwise,conv3d"), "--ops: expected comma-separated names from depthwise"),
+        (("--batch", "0"), "--batch: expected comma-separated positive integers, got '0'"),
+        (("--batch", "one"), "--batch: expected"),
+        (("--repeats", "0"), "--repeats: expected an integer >= 1"),
+        (("--budget", "-1"), "--budget: expected seconds >= 0"),
+        (("--tolerance", "0"), "--tolerance: expected a positive number"),
+        (("--device", "tpu"), "--device: expected cpu or cuda[:N], got 'tpu'"),
+        (("--shapes", "nothing-like-this"), "--shapes: 'nothing-like-this' matches no shape"),
+        (("--ladder", "conv3d"), "--ladder: expected one of depthwise_conv2d"),
+        (("--ladder", "depthwise_conv2d", "--shapes", "tiny-dw*"), "--ladder times one shape"),
+    ]
+    for argv, message in cases:
+        assert run(*FAST, "--out", tmp_path, *argv) == bench.EXIT_ERROR, argv
+        assert message in capsys.readouterr().err, argv
+    assert not any(tmp_path.iterdir())  # nothing ran
+    with pytest.raises(SystemExit) as exc:
+        run("--dtype", "int8")
+    assert exc.value.code == 2 and "--dtype" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_device_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    assert run(*FAST, "--out", tmp_path, "--device", "cuda") == bench.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is visible to torch" in err and "--device cpu" in err
+
+
+def test_list_and_command_line(capsys):
+    assert run("--list") == 0
+    out = capsys.readouterr().out
+    assert "os8-aspp-dw2048-r24" in out and "entry-dw128-s2" in out and "128x257x257 -> 128x129x129" in out
+    args = bench.build_parser().parse_args(["--quick", "--ops", "depthwise", "--update-readme", "README.md"])
+    expected = "python -m atrous bench --ops depthwise --quick --update-readme README.md"
+    assert bench.command_line(args) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# The ladder (the rungs come with the kernel ladder; a fake ops module stands in for them)
+# --------------------------------------------------------------------------------------------
+
+class SlowBackward(torch.autograd.Function):
+    """Identity whose backward sleeps, so the "naive" rung is slow in both directions."""
+
+    @staticmethod
+    def forward(ctx, y):
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(0.05)
+        return grad
+
+
+def laddered_ops():
+    from atrous import ops
+
+    def depthwise(x, w, b=None, stride=1, padding=0, dilation=1, algo="auto"):
+        y = ops.depthwise_conv2d(x, w, b, stride, padding, dilation)
+        if algo == "naive":  # estimated at 8x 0.05 s from a 1-of-8-channels probe: over the budget
+            time.sleep(0.05)
+            y = SlowBackward.apply(y)
+        return y
+
+    return real_ops(depthwise_conv2d=depthwise,
+                    algorithms=lambda name: {"depthwise_conv2d": ("naive", "rows")}[name])
+
+
+def test_ladder_times_every_rung_and_skips_the_slow_ones(tmp_path, capsys):
+    assert run(*FAST, "--out", tmp_path, "--ladder", "depthwise_conv2d", "--shapes", "tiny-dw8-d2-n1",
+               "--rung-budget", "0.2", ops=laddered_ops()) == 0
+    out = capsys.readouterr().out
+    stem = "ladder-depthwise_conv2d-tiny-dw8-d2-n1"
+    report = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert is_png(tmp_path / f"{stem}.png")
+    ladder = report["ladder"]
+    assert ladder["rungs"] == ["naive", "rows", "auto"] and ladder["case"] == "tiny-dw8-d2-n1"
+    rows = {(r["rung"], r["layout"], r["direction"]): r for r in ladder["rows"]}
+    assert len(rows) == 4 * 2 * 2  # (torch + 3 rungs) x layouts x directions
+    for layout in bench.LAYOUTS:
+        for direction in ("forward", "backward"):
+            naive, fast, torch_row = (rows[k, layout, direction] for k in ("naive", "rows", "torch"))
+            assert "skipped: about" in naive["skipped"] and "--rung-budget 0.2 s" in naive["skipped"]
+            assert "timing_ms" not in naive
+            assert fast["ok"] and fast["max_rel_err"] < 1e-5
+            ratio = torch_row["timing_ms"]["median"] / fast["timing_ms"]["median"]
+            assert fast["x_torch"] == pytest.approx(ratio)
+            assert fast["x_first"] == pytest.approx(1.0)  # the first rung that ran
+    assert "skipped: about" in out and "ladder of depthwise_conv2d on tiny-dw8-d2-n1" in out
+
+
+def test_ladder_needs_the_rungs(tmp_path, capsys):
+    assert run(*FAST, "--out", tmp_path, "--ladder", "depthwise", "--shapes", "tiny-dw8-d2-n1",
+               ops=real_ops()) == bench.EXIT_ERROR
+    assert "no atrous.ops.algorithms()" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("bench" not in atrous_main.COMMANDS,
+                    reason="`bench` is not registered in atrous.__main__ yet")
+def test_python_m_atrous_bench(capsys):
+    assert atrous_main.main(["bench", "--list"]) == 0
+    assert "os16-middle-dw728" in capsys.readouterr().out
