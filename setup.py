@@ -43,7 +43,7 @@ def _extensions_and_cmdclass():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     torch_version = torch.__version__.split("+")[0]
-    cxx_flags = ["-O3", "-std=c++20", *plan.cpu_arch_flags, *plan.openmp_flags,
+    cxx_flags = ["-O3", "-std=c++20", *plan.cpu_arch_flags, *plan.openmp_flags, *build_env.codegen_flags(),
                  f"-DATROUS_BUILD_TORCH_VERSION={torch_version}"]
     if plan.cpu_arch_flags:
         cxx_flags.append("-DATROUS_CPU_ARCH_FLAGS=" + "_".join(f.lstrip("-") for f in plan.cpu_arch_flags))

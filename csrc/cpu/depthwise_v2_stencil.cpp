@@ -83,6 +83,8 @@ struct PlaneLayout {
           T* dst = phase + r * pitch;
           if (stride_w == 1) {
             simd::copy(src + c0, dst + c0, c1 - c0);
+          } else if (stride_w == 2) {  // a compile-time stride lets the compiler vectorise the deinterleave
+            for (int64_t c = c0; c < c1; ++c) dst[c] = src[2 * c];
           } else {
             for (int64_t c = c0; c < c1; ++c) dst[c] = src[c * stride_w];
           }

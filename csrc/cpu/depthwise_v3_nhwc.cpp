@@ -19,16 +19,26 @@
 namespace atrous::cpu::depthwise::nhwc {
 namespace {
 
-// Channels per register block: 4 vectors (64 floats, 32 doubles) of sums.
+// Vector width for this rung (see simd.h); 64 bytes measured faster than 32 here.
+constexpr int kW = 64;
+template <typename T>
+using V = simd::Vec<T, kW>;
+template <typename T>
+constexpr int64_t kL = simd::kLanes<T, kW>;
+template <typename T>
+inline V<T> vload(const T* p) { return simd::load<T, kW>(p); }
+template <typename T>
+inline void vstore(T* p, V<T> v) { simd::store<T, kW>(p, v); }
+
+// Channels per register block in backward-weight: 4 vectors of sums per tap.
 constexpr int kVectors = 4;
 template <typename T>
-constexpr int64_t kBlock = kVectors * simd::kLanes<T>;
+constexpr int64_t kBlock = kVectors * kL<T>;
 
 // acc[k] += a[k] * b[k] over one block of channels.
 template <typename T>
-inline void fma_block(simd::Vec<T>* acc, const T* a, const T* b) {
-  constexpr int64_t L = simd::kLanes<T>;
-  for (int k = 0; k < kVectors; ++k) acc[k] += simd::load(a + k * L) * simd::load(b + k * L);
+inline void fma_block(V<T>* acc, const T* a, const T* b) {
+  for (int k = 0; k < kVectors; ++k) acc[k] += vload(a + k * kL<T>) * vload(b + k * kL<T>);
 }
 
 // The input channel that output channel oc reads; the identity when m == 1.
@@ -44,42 +54,140 @@ std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps) {
   return wt;
 }
 
+// Where the taps of one output row read: for each row tap that stays inside the image, the
+// input row and that tap's weights; for each column tap, its offset from the pixel.
+template <typename T>
+struct RowTaps {
+  std::vector<const T*> input_rows;  // x[n, ih, 0, :] per valid row tap
+  std::vector<const T*> weights;     // wt[(i*kw), :] per valid row tap
+  std::vector<int64_t> column_offset;  // (j*dw - pw) * C per column tap
+};
+
+// Channel block starts for blocks of `width` channels: full blocks, then one block aligned to
+// the end that overlaps the previous one (its channels are recomputed with identical results),
+// so no channel needs a scalar tail when C >= width.
+inline void channel_blocks(int64_t channels, int64_t width, std::vector<int64_t>& starts) {
+  starts.clear();
+  int64_t c = 0;
+  for (; c + width <= channels; c += width) starts.push_back(c);
+  if (c < channels && channels >= width) starts.push_back(channels - width);
+}
+
+template <typename T>
+inline V<T> activate(V<T> v, bool relu) {
+  const V<T> zero{};
+  return relu ? (v > zero ? v : zero) : v;
+}
+
+// P consecutive interior output pixels (every column tap inside the image) x KV vectors of
+// channels starting at c0: P*KV sums in registers; each tap's weights are loaded once and
+// used for all P pixels.
+template <typename T, int P, int KV>
+inline void interior_block(const RowTaps<T>& rt, int64_t kernel_w, int64_t co, int64_t pixel_stride,
+                           int64_t first, int64_t c0, const T* bias, T* dst, int64_t ldo, bool relu) {
+  constexpr int64_t L = kL<T>;
+  V<T> acc[P][KV];
+  for (int k = 0; k < KV; ++k) {
+    const V<T> b = bias ? vload(bias + c0 + k * L) : V<T>{};
+    for (int p = 0; p < P; ++p) acc[p][k] = b;
+  }
+  for (size_t r = 0; r < rt.input_rows.size(); ++r) {
+    const T* row = rt.input_rows[r] + first * pixel_stride + c0;
+    const T* wrow = rt.weights[r] + c0;
+    for (int64_t j = 0; j < kernel_w; ++j) {
+      const T* px = row + rt.column_offset[j];
+      V<T> w[KV];
+      for (int k = 0; k < KV; ++k) w[k] = vload(wrow + j * co + k * L);
+      for (int p = 0; p < P; ++p)
+        for (int k = 0; k < KV; ++k) acc[p][k] += w[k] * vload(px + p * pixel_stride + k * L);
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int k = 0; k < KV; ++k) vstore(dst + p * ldo + c0 + k * L, activate<T>(acc[p][k], relu));
+}
+
+// One output pixel at the image border: only the column taps whose interval holds ow.
+template <typename T, int KV>
+inline void border_pixel(const RowTaps<T>& rt, const std::vector<Range>& cols, int64_t kernel_w, int64_t co,
+                         int64_t pixel_stride, int64_t ow, int64_t c0, const T* bias, T* dst, bool relu) {
+  constexpr int64_t L = kL<T>;
+  V<T> acc[KV];
+  for (int k = 0; k < KV; ++k) acc[k] = bias ? vload(bias + c0 + k * L) : V<T>{};
+  for (size_t r = 0; r < rt.input_rows.size(); ++r) {
+    const T* row = rt.input_rows[r] + ow * pixel_stride + c0;
+    for (int64_t j = 0; j < kernel_w; ++j) {
+      if (ow < cols[j].begin || ow >= cols[j].end) continue;  // tap in the padding
+      const T* px = row + rt.column_offset[j];
+      const T* wv = rt.weights[r] + j * co + c0;
+      for (int k = 0; k < KV; ++k) acc[k] += vload(wv + k * L) * vload(px + k * L);
+    }
+  }
+  for (int k = 0; k < KV; ++k) vstore(dst + c0 + k * L, activate<T>(acc[k], relu));
+}
+
+// The general case, one channel at a time: any depth multiplier, and C below one vector.
+template <typename T>
+void scalar_pixel(const RowTaps<T>& rt, const std::vector<Range>& cols, const ConvGeometry& g,
+                  int64_t ow, const T* bias, T* dst, bool relu) {
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels;
+  for (int64_t oc = 0; oc < co; ++oc) {
+    T sum = bias ? bias[oc] : T(0);
+    for (size_t r = 0; r < rt.input_rows.size(); ++r)
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        if (ow < cols[j].begin || ow >= cols[j].end) continue;
+        const T* px = rt.input_rows[r] + ow * g.stride_w * g.in_channels + rt.column_offset[j];
+        sum += rt.weights[r][j * co + oc] * px[source_channel(oc, m)];
+      }
+    dst[oc] = (relu && sum < T(0)) ? T(0) : sum;
+  }
+}
+
 template <typename T>
 void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& g,
                     const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1, T* out,
                     int64_t ldo, bool relu) {
-  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
-  constexpr int64_t B = kBlock<T>, L = simd::kLanes<T>;
-  std::vector<const T*> pixel(g.kernel_h * g.kernel_w), weight(g.kernel_h * g.kernel_w);  // valid taps
-  const simd::Vec<T> zero{};
-  for (int64_t q = q0; q < q1; ++q) {
-    const int64_t oh = q / g.out_w, ow = q % g.out_w;
-    T* dst = out + (q - q0) * ldo;
+  constexpr int64_t L = kL<T>;
+  constexpr int P = 6;  // pixels per interior block: 6 x 2 vectors of sums
+  const int64_t co = g.out_channels, ci = g.in_channels;
+  const bool vector_path = co == ci && co >= L;  // no multiplier, at least one vector of channels
+  const int64_t width = co >= 2 * L ? 2 * L : L;
+  const int64_t pixel_stride = g.stride_w * ci;
+  RowTaps<T> rt;
+  for (int64_t j = 0; j < g.kernel_w; ++j) rt.column_offset.push_back((j * g.dil_w - g.pad_w) * ci);
+  // Output columns where every column tap is inside the image.
+  int64_t lo = 0, hi = g.out_w;
+  for (const Range& c : cols) lo = std::max(lo, c.begin), hi = std::min(hi, c.end);
+  std::vector<int64_t> blocks;
+  channel_blocks(co, width, blocks);
+  for (int64_t q = q0; q < q1;) {
+    const int64_t oh = q / g.out_w, ow0 = q % g.out_w, ow1 = std::min(g.out_w, ow0 + (q1 - q));
+    T* row_out = out + (q - q0) * ldo - ow0 * ldo;  // pixel ow of this row at row_out + ow * ldo
     const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
-    int64_t n_taps = 0;
+    rt.input_rows.clear();
+    rt.weights.clear();
     for (int64_t i = rows.begin; i < rows.end; ++i) {
-      const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
-      for (int64_t j = 0; j < g.kernel_w; ++j) {
-        if (ow < cols[j].begin || ow >= cols[j].end) continue;  // tap in the padding
-        const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
-        pixel[n_taps] = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
-        weight[n_taps++] = wt + (i * g.kernel_w + j) * co;
+      rt.input_rows.push_back(x + (n * g.in_h + input_index(oh, i, g.stride_h, g.pad_h, g.dil_h)) * g.in_w * ci);
+      rt.weights.push_back(wt + i * g.kernel_w * co);
+    }
+    const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);  // interior [a, b)
+    for (int64_t ow = ow0; ow < ow1; ++ow) {
+      T* dst = row_out + ow * ldo;
+      if (!vector_path) {
+        scalar_pixel(rt, cols, g, ow, bias, dst, relu);
+      } else if (ow >= a && ow + P <= b) {  // a block of P interior pixels
+        for (int64_t c0 : blocks) {
+          if (width == 2 * L) interior_block<T, P, 2>(rt, g.kernel_w, co, pixel_stride, ow, c0, bias, dst, ldo, relu);
+          else interior_block<T, P, 1>(rt, g.kernel_w, co, pixel_stride, ow, c0, bias, dst, ldo, relu);
+        }
+        ow += P - 1;
+      } else {
+        for (int64_t c0 : blocks) {
+          if (width == 2 * L) border_pixel<T, 2>(rt, cols, g.kernel_w, co, pixel_stride, ow, c0, bias, dst, relu);
+          else border_pixel<T, 1>(rt, cols, g.kernel_w, co, pixel_stride, ow, c0, bias, dst, relu);
+        }
       }
     }
-    int64_t c0 = 0;
-    if (m == 1) {  // full channel blocks, sums in registers
-      for (; c0 + B <= co; c0 += B) {
-        simd::Vec<T> acc[kVectors];
-        for (int k = 0; k < kVectors; ++k) acc[k] = bias ? simd::load(bias + c0 + k * L) : zero;
-        for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
-        for (int k = 0; k < kVectors; ++k) simd::store(dst + c0 + k * L, relu ? (acc[k] > zero ? acc[k] : zero) : acc[k]);
-      }
-    }
-    for (; c0 < co; ++c0) {  // channel tail, and any depth multiplier
-      T sum = bias ? bias[c0] : T(0);
-      for (int64_t t = 0; t < n_taps; ++t) sum += weight[t][c0] * pixel[t][source_channel(c0, m)];
-      dst[c0] = (relu && sum < T(0)) ? T(0) : sum;
-    }
+    q += ow1 - ow0;
   }
 }
 
@@ -133,9 +241,9 @@ void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
         int64_t c0 = 0;
         if (m == 1) {
           for (; c0 + B <= ci; c0 += B) {
-            simd::Vec<T> acc[kVectors] = {};
+            V<T> acc[kVectors] = {};
             for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
-            for (int k = 0; k < kVectors; ++k) simd::store(out + c0 + k * simd::kLanes<T>, acc[k]);
+            for (int k = 0; k < kVectors; ++k) vstore(out + c0 + k * kL<T>, acc[k]);
           }
         }
         for (; c0 < ci; ++c0) {  // channel tail, and the m output channels of each input channel
@@ -173,14 +281,14 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
             for (int64_t j = 0; j < g.kernel_w; ++j) {
               T* ra = row_acc.data() + (i * g.kernel_w + j) * B;
               if (m == 1 && cb == B) {  // sums of this tap in registers along the row
-                simd::Vec<T> acc[kVectors] = {};
+                V<T> acc[kVectors] = {};
                 for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
                   const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
                   fma_block(acc, gy + ((n * g.out_h + oh) * g.out_w + ow) * co + c0,
                             x + ((n * g.in_h + ih) * g.in_w + iw) * ci + c0);
                 }
                 for (int k = 0; k < kVectors; ++k)
-                  simd::store(ra + k * simd::kLanes<T>, simd::load(ra + k * simd::kLanes<T>) + acc[k]);
+                  vstore(ra + k * kL<T>, vload(ra + k * kL<T>) + acc[k]);
               } else {
                 for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
                   const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
