@@ -27,6 +27,15 @@ def test_matches_torch_float32(algo, case):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+@settings(max_examples=25)
+@given(case=conv_cases("depthwise", dtypes=(torch.float32, torch.float64), max_batch=2,
+                       channels=[8, 15, 16, 17, 31, 33, 64, 65, 70]))
+def test_matches_torch_wide_channels(algo, case):
+    # Channel counts around the vector widths: full blocks, overlapping last blocks, tails.
+    check_case(case, algo=algo)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("dilation,padding", [(1, 1), (2, 2), (6, 6), (12, 12), (18, 18), (24, 24)])
 def test_deeplab_rates_on_odd_planes(dilation, padding, algo):
     # ASPP-like rates on 33x33 and 65x65 planes, including d*(k-1) >= H at rate 18 and 24 on 33.

@@ -206,14 +206,29 @@ void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g)
 }
 
 // grad_input[ih, iw, c] = sum over the m output channels of c and the taps (i, j) whose output
-// (oh, ow) = ((ih + ph - i*dh) / sh, (iw + pw - j*dw) / sw) exists, of w * grad_output: a
-// gather, so each thread writes only its own input rows.
+// (oh, ow) = ((ih + ph - i*dh) / sh, (iw + pw - j*dw) / sw) exists, of w * grad_output.
+// At stride 1 with m = 1 that is the forward kernel run on grad_output with the flipped kernel
+// and padding k_eff - 1 - p (negative padding crops), so it reuses the blocked forward.
+// Otherwise a gather, each thread writing only its own input rows.
 template <typename T>
 void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
   const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
   const int64_t taps = g.kernel_h * g.kernel_w;
+  if (g.stride_h == 1 && g.stride_w == 1 && m == 1) {
+    std::vector<T> flipped(co * taps);  // flipped[c][i][j] = w[c][kh-1-i][kw-1-j]
+    for (int64_t c = 0; c < co; ++c)
+      for (int64_t t = 0; t < taps; ++t) flipped[c * taps + t] = w[c * taps + (taps - 1 - t)];
+    ConvGeometry t = g;
+    t.in_h = g.out_h, t.in_w = g.out_w, t.out_h = g.in_h, t.out_w = g.in_w;
+    t.pad_h = effective_kernel_size(g.kernel_h, g.dil_h) - 1 - g.pad_h;
+    t.pad_w = effective_kernel_size(g.kernel_w, g.dil_w) - 1 - g.pad_w;
+    forward(gy, flipped.data(), static_cast<const T*>(nullptr), gx, t);
+    return;
+  }
   const std::vector<T> wt = transpose_weight(w, co, taps);
-  constexpr int64_t B = kBlock<T>;
+  constexpr int64_t L = kL<T>;
+  std::vector<int64_t> blocks;
+  channel_blocks(ci, L, blocks);
   at::parallel_for(0, g.batch * g.in_h, grain_for(g.in_w * co * taps), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> tap_rows, tap_oh;
     std::vector<const T*> pixel(taps), weight(taps);
@@ -238,72 +253,110 @@ void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
             weight[n_taps++] = wt.data() + (tap_rows[r] * g.kernel_w + j) * co;
           }
         }
-        int64_t c0 = 0;
-        if (m == 1) {
-          for (; c0 + B <= ci; c0 += B) {
-            V<T> acc[kVectors] = {};
-            for (int64_t t = 0; t < n_taps; ++t) fma_block(acc, weight[t] + c0, pixel[t] + c0);
-            for (int k = 0; k < kVectors; ++k) vstore(out + c0 + k * kL<T>, acc[k]);
+        if (m == 1 && ci >= L) {  // vector blocks, the last one overlapping (same values rewritten)
+          for (int64_t c0 : blocks) {
+            V<T> acc{};
+            for (int64_t t = 0; t < n_taps; ++t) acc += vload(weight[t] + c0) * vload(pixel[t] + c0);
+            vstore(out + c0, acc);
           }
+          continue;
         }
-        for (; c0 < ci; ++c0) {  // channel tail, and the m output channels of each input channel
+        for (int64_t c = 0; c < ci; ++c) {  // the m output channels of each input channel
           T sum = 0;
           for (int64_t t = 0; t < n_taps; ++t)
-            for (int64_t k = 0; k < m; ++k) sum += weight[t][c0 * m + k] * pixel[t][c0 * m + k];
-          out[c0] = sum;
+            for (int64_t k = 0; k < m; ++k) sum += weight[t][c * m + k] * pixel[t][c * m + k];
+          out[c] = sum;
         }
       }
     }
   });
 }
 
+namespace {
+
+// Weight gradient of the channels [c0, c0 + KV*L) into acc[tap][lane] (double): for each output
+// row, each tap's sums run in registers along the row, then are added in double, in order.
+template <typename T, int KV>
+void weight_block(const T* gy, const T* x, const ConvGeometry& g, const std::vector<Range>& cols,
+                  int64_t c0, double* acc) {
+  constexpr int64_t L = kL<T>, B = KV * L;
+  const int64_t co = g.out_channels, ci = g.in_channels;
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const T* gy_row = gy + (n * g.out_h + oh) * g.out_w * co + c0;
+      const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
+      for (int64_t i = rows.begin; i < rows.end; ++i) {
+        const T* x_row = x + (n * g.in_h + input_index(oh, i, g.stride_h, g.pad_h, g.dil_h)) * g.in_w * ci + c0;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          V<T> sum[KV] = {};
+          const int64_t x_offset = (j * g.dil_w - g.pad_w) * ci;
+          for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
+            const T* pg = gy_row + ow * co;
+            const T* px = x_row + ow * g.stride_w * ci + x_offset;
+            for (int k = 0; k < KV; ++k) sum[k] += vload(pg + k * L) * vload(px + k * L);
+          }
+          double* a = acc + (i * g.kernel_w + j) * B;
+          for (int k = 0; k < KV; ++k)
+            for (int64_t v = 0; v < L; ++v) a[k * L + v] += sum[k][v];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 // grad_weight[oc, i, j] = sum over n, oh, ow of grad_output * input. One thread owns a block of
-// output channels; each output row's sums are taken in T, then added in double in order.
+// channels and sums in a fixed order, so the result does not depend on the thread count.
 template <typename T>
 void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
-  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels, ci = g.in_channels;
+  const int64_t m = g.out_channels / g.in_channels, co = g.out_channels;
   const int64_t taps = g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
-  constexpr int64_t B = kBlock<T>;
-  const int64_t blocks = (co + B - 1) / B;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> acc(taps * B);
-    std::vector<T> row_acc(taps * B);
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t c0 = blk * B, cb = std::min(B, co - c0);
+  constexpr int64_t L = kL<T>;
+  if (m == 1 && co >= L) {
+    // Blocks of 4 vectors (1 when C is small); the last block overlaps the previous one and
+    // writes only its own new channels.
+    const int kv = co >= 4 * L ? 4 : 1;
+    std::vector<int64_t> blocks;
+    channel_blocks(co, kv * L, blocks);
+    at::parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> acc(taps * kv * L);
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t c0 = blocks[b];
+        const int64_t first_new = b == 0 ? 0 : std::max(c0, blocks[b - 1] + kv * L);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        if (kv == 4) weight_block<T, 4>(gy, x, g, cols, c0, acc.data());
+        else weight_block<T, 1>(gy, x, g, cols, c0, acc.data());
+        for (int64_t c = first_new; c < c0 + kv * L; ++c)
+          for (int64_t t = 0; t < taps; ++t) gw[c * taps + t] = static_cast<T>(acc[t * kv * L + (c - c0)]);
+      }
+    });
+    return;
+  }
+  // Any depth multiplier, or fewer channels than one vector: one output channel at a time.
+  const int64_t ci = g.in_channels;
+  at::parallel_for(0, co, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(taps);
+    for (int64_t oc = begin; oc < end; ++oc) {
       std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t n = 0; n < g.batch; ++n) {
+      for (int64_t n = 0; n < g.batch; ++n)
         for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          std::fill(row_acc.begin(), row_acc.end(), T(0));
           const Range rows = output_tap_range(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dil_h, oh);
           for (int64_t i = rows.begin; i < rows.end; ++i) {
             const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
             for (int64_t j = 0; j < g.kernel_w; ++j) {
-              T* ra = row_acc.data() + (i * g.kernel_w + j) * B;
-              if (m == 1 && cb == B) {  // sums of this tap in registers along the row
-                V<T> acc[kVectors] = {};
-                for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
-                  const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
-                  fma_block(acc, gy + ((n * g.out_h + oh) * g.out_w + ow) * co + c0,
-                            x + ((n * g.in_h + ih) * g.in_w + iw) * ci + c0);
-                }
-                for (int k = 0; k < kVectors; ++k)
-                  vstore(ra + k * kL<T>, vload(ra + k * kL<T>) + acc[k]);
-              } else {
-                for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
-                  const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
-                  const T* pg = gy + ((n * g.out_h + oh) * g.out_w + ow) * co + c0;
-                  const T* px = x + ((n * g.in_h + ih) * g.in_w + iw) * ci;
-                  for (int64_t v = 0; v < cb; ++v) ra[v] += pg[v] * px[source_channel(c0 + v, m)];
-                }
+              double sum = 0;
+              for (int64_t ow = cols[j].begin; ow < cols[j].end; ++ow) {
+                const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
+                sum += static_cast<double>(gy[((n * g.out_h + oh) * g.out_w + ow) * co + oc]) *
+                       x[((n * g.in_h + ih) * g.in_w + iw) * ci + source_channel(oc, m)];
               }
+              acc[i * g.kernel_w + j] += sum;
             }
           }
-          for (int64_t k = 0; k < taps * B; ++k) acc[k] += row_acc[k];
         }
-      }
-      for (int64_t v = 0; v < cb; ++v)
-        for (int64_t t = 0; t < taps; ++t) gw[(c0 + v) * taps + t] = static_cast<T>(acc[t * B + v]);
+      for (int64_t t = 0; t < taps; ++t) gw[oc * taps + t] = static_cast<T>(acc[t]);
     }
   });
 }
