@@ -810,6 +810,25 @@ def _conv2d(tr, name, args, kwargs, out, ins, states) -> int:
     return tr.window_row(parent, name, k, s, p, d, _size(out), int(out.shape[1]), extra=extra)
 
 
+# Argument names of the atrous operators (csrc/ops.cpp): only the geometry matters here.
+_ATROUS_ARGS = {
+    "atrous::depthwise_conv2d": ["input", "weight", "bias", "stride", "padding", "dilation", "algo"],
+    "atrous::atrous_conv2d": ["input", "weight", "bias", "stride", "padding", "dilation", "algo"],
+    "atrous::pointwise_conv2d": ["input", "weight", "bias", "algo"],
+    # The fused separable op: its receptive field is the depthwise stage's (the 1x1 adds none).
+    "atrous::separable_conv2d": ["input", "weight", "bias", "pw_weight", "pw_bias", "stride", "padding",
+                                 "dilation", "activation"],
+}
+
+
+def _atrous_op(tr, name, args, kwargs, out, ins, states) -> int:
+    names = next(v for k, v in _ATROUS_ARGS.items() if name.startswith(k))
+    v = _bind(args, kwargs, names, {"stride": 1, "padding": 0, "dilation": 1})
+    return _conv2d(tr, name, (), {k: v.get(k, d) for k, d in
+                                  (("input", None), ("weight", None), ("bias", None), ("stride", 1),
+                                   ("padding", 0), ("dilation", 1))}, out, ins, states)
+
+
 def _max_pool2d(tr, name, args, kwargs, out, ins, states) -> int:
     v = _bind(args, kwargs, ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"],
               {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False})
@@ -1003,9 +1022,10 @@ _HANDLERS: dict[str, Callable[..., int]] = {
     **{n: _reduction for n in _REDUCTIONS},
     "conv2d": _conv2d,
     # the project's compiled ops (torch.ops.atrous.*) take F.conv2d's arguments, without groups
-    "atrous::atrous_conv2d": _conv2d,
-    "atrous::depthwise_conv2d": _conv2d,
-    "atrous::pointwise_conv2d": _conv2d,
+    "atrous::atrous_conv2d": _atrous_op,
+    "atrous::depthwise_conv2d": _atrous_op,
+    "atrous::pointwise_conv2d": _atrous_op,
+    "atrous::separable_conv2d": _atrous_op,
     "max_pool2d": _max_pool2d,
     "max_pool2d_with_indices": _max_pool2d,
     "avg_pool2d": _avg_pool2d,
