@@ -13,6 +13,7 @@ BUILD_STAMP := $(VENV)/.atrous-built
 
 demo: install
 	$(PY) -m atrous demo
+	MPLBACKEND=Agg $(PY) -m atrous bench --quick
 
 test: install
 	MPLBACKEND=Agg $(PY) -m pytest
