@@ -27,6 +27,14 @@ MatrixView<T> image_matrix(const at::Tensor& t, int64_t n) {
   return {base, 1, c};                         // NHWC: channels interleaved per pixel
 }
 
+// NCHW gives one (C x H*W) matrix per image. channels_last stores every pixel of every image as
+// a row of C values, so the whole batch is one (C x N*H*W) matrix (image_matrix(t, 0) with N*H*W
+// columns) and the product is one large GEMM: the weight is packed once, threads share one
+// parallel region, and there are fewer ragged edges.
+inline bool batch_is_one_matrix(const at::Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 template <typename T>
 MutableMatrixView<T> image_matrix_mut(at::Tensor& t, int64_t n) {
   const int64_t c = t.size(1), p = t.size(2) * t.size(3);

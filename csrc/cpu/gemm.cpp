@@ -20,7 +20,7 @@ template <typename T>
 struct Blocking {
   static constexpr int MR = 8, NV = 2;
   static constexpr int NR = NV * simd::kLanes<T>;  // 32 floats, 16 doubles
-  static constexpr int64_t KC = 256, MC = 96, NC = 4096, NG = 256;
+  static constexpr int64_t KC = 384, MC = 96, NC = 4096, NG = 256;
 };
 
 // Packs A(rows, pc:pc+kc) into panels of MR rows: panel p holds, for each k, MR consecutive

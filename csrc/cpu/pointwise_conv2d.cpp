@@ -89,12 +89,13 @@ at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
   const bool has_bias = bias.has_value() && bias->defined();
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
                              x.options().memory_format(output_memory_format(input)));
-  const int64_t p = g.out_h * g.out_w;
+  const bool one = batch_is_one_matrix(x) && batch_is_one_matrix(out);
+  const int64_t matrices = one ? 1 : g.batch, cols = (one ? g.batch : 1) * g.out_h * g.out_w;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pointwise_conv2d_cpu", [&] {
     if (has_bias) fill_bias<scalar_t>(out, bias->contiguous().const_data_ptr<scalar_t>());
     const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), g.in_channels, 1};
-    for (int64_t n = 0; n < g.batch; ++n) {
-      gemm<scalar_t>(g.out_channels, p, g.in_channels, wm, image_matrix<scalar_t>(x, n),
+    for (int64_t n = 0; n < matrices; ++n) {
+      gemm<scalar_t>(g.out_channels, cols, g.in_channels, wm, image_matrix<scalar_t>(x, n),
                      image_matrix_mut<scalar_t>(out, n), /*accumulate=*/has_bias);
     }
   });
@@ -115,11 +116,13 @@ at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Ten
   const at::Tensor w = weight.contiguous();          // (C_out, C, 1, 1)
   at::Tensor grad_in = at::empty({g.batch, g.in_channels, g.in_h, g.in_w},
                                  go.options().memory_format(output_memory_format(grad_output)));
+  const bool one = batch_is_one_matrix(go) && batch_is_one_matrix(grad_in);
+  const int64_t matrices = one ? 1 : g.batch, cols = (one ? g.batch : 1) * g.in_h * g.in_w;
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_input_cpu", [&] {
     const MatrixView<scalar_t> wt =
         MatrixView<scalar_t>{w.const_data_ptr<scalar_t>(), g.in_channels, 1}.transposed();
-    for (int64_t n = 0; n < g.batch; ++n) {
-      gemm<scalar_t>(g.in_channels, g.in_h * g.in_w, g.out_channels, wt,
+    for (int64_t n = 0; n < matrices; ++n) {
+      gemm<scalar_t>(g.in_channels, cols, g.out_channels, wt,
                      image_matrix<scalar_t>(go, n), image_matrix_mut<scalar_t>(grad_in, n),
                      /*accumulate=*/false);
     }
@@ -128,7 +131,7 @@ at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Ten
 }
 
 // grad_weight = sum_n grad_output[n] (C_out x H*W) @ input[n]^T (H*W x C), summed over n in
-// order (deterministic).
+// order (deterministic); for channels_last one GEMM over all N*H*W pixels.
 at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                      c10::string_view algo) {
   const ConvGeometry g = check_pointwise_backward_weight(kBackwardWeight, grad_output, input);
@@ -141,10 +144,12 @@ at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Te
   const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
   const at::Tensor x = gemm_friendly(input);         // (N, C, H, W)
   at::Tensor grad_w = at::zeros({g.out_channels, g.in_channels, 1, 1}, go.options());
+  const bool one = batch_is_one_matrix(go) && batch_is_one_matrix(x);
+  const int64_t matrices = one ? 1 : g.batch, depth = (one ? g.batch : 1) * g.in_h * g.in_w;
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_weight_cpu", [&] {
     const MutableMatrixView<scalar_t> gw{grad_w.mutable_data_ptr<scalar_t>(), g.in_channels, 1};
-    for (int64_t n = 0; n < g.batch; ++n) {
-      gemm<scalar_t>(g.out_channels, g.in_channels, g.in_h * g.in_w,
+    for (int64_t n = 0; n < matrices; ++n) {
+      gemm<scalar_t>(g.out_channels, g.in_channels, depth,
                      image_matrix<scalar_t>(go, n), image_matrix<scalar_t>(x, n).transposed(),
                      gw, /*accumulate=*/n > 0);
     }
