@@ -119,16 +119,8 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
       check_forward(kForward, ConvKind::Dense, input, weight, bias, stride, padding, dilation);
   check_cpu(kForward, input);
   if (use_naive(kForward, algo)) {
-    const at::Tensor x = input.contiguous();
-    const at::Tensor w = weight.contiguous();
-    const bool has_bias = bias.has_value() && bias->defined();
-    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
-    at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "atrous_conv2d_naive", [&] {
-      naive::forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                               has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), g);
-    });
-    return to_output_format(out, input);
+    return run_forward(at::MemoryFormat::Contiguous, input, weight, bias, g,
+                       [&](auto x, auto w, auto b, auto y) { naive::forward(x, w, b, y, g); });
   }
   const at::Tensor x = prepare_input(input, g);  // (N, C, H, W)
   const at::Tensor w = weight.contiguous();      // (C_out, C, kh, kw)
@@ -157,14 +149,9 @@ at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor
                                               weight, input_size, stride, padding, dilation);
   check_cpu(kBackwardInput, grad_output);
   if (use_naive(kBackwardInput, algo)) {
-    const at::Tensor go = grad_output.contiguous();
-    const at::Tensor w = weight.contiguous();
-    at::Tensor grad_in = at::empty(input_size, go.options());
-    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_conv2d_backward_input_naive", [&] {
-      naive::backward_input<scalar_t>(go.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                      grad_in.mutable_data_ptr<scalar_t>(), g);
-    });
-    return to_output_format(grad_in, grad_output);
+    return run_backward_input(at::MemoryFormat::Contiguous, grad_output, weight,
+                              {g.batch, g.in_channels, g.in_h, g.in_w},
+                              [&](auto gy, auto w, auto gx) { naive::backward_input(gy, w, gx, g); });
   }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor w = weight.contiguous();  // (C_out, C, kh, kw)
@@ -206,14 +193,9 @@ at::Tensor atrous_backward_weight(const at::Tensor& grad_output, const at::Tenso
                                                input, weight_size, stride, padding, dilation);
   check_cpu(kBackwardWeight, grad_output);
   if (use_naive(kBackwardWeight, algo)) {
-    const at::Tensor go = grad_output.contiguous();
-    const at::Tensor x = input.contiguous();
-    at::Tensor grad_w = at::empty(weight_size, go.options());
-    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_conv2d_backward_weight_naive", [&] {
-      naive::backward_weight<scalar_t>(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                       grad_w.mutable_data_ptr<scalar_t>(), g);
-    });
-    return grad_w;
+    return run_backward_weight(at::MemoryFormat::Contiguous, grad_output, input,
+                               weight_size,
+                               [&](auto gy, auto x, auto gw) { naive::backward_weight(gy, x, gw, g); });
   }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor x = prepare_input(input, g);

@@ -36,13 +36,13 @@ at::MemoryFormat rung_format(Rung rung) {
   return rung == kNhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
-// Calls the rung's function F<scalar_t> for the chosen rung.
-#define ATROUS_CALL_RUNG(rung, fn, ...)                       \
-  switch (rung) {                                             \
-    case kNaive: depthwise::naive::fn(__VA_ARGS__); break;    \
-    case kRows: depthwise::rows::fn(__VA_ARGS__); break;      \
+// Calls function `fn` of the chosen rung; the element type comes from the pointers.
+#define ATROUS_CALL_RUNG(rung, fn, ...)                        \
+  switch (rung) {                                              \
+    case kNaive: depthwise::naive::fn(__VA_ARGS__); break;     \
+    case kRows: depthwise::rows::fn(__VA_ARGS__); break;       \
     case kStencil: depthwise::stencil::fn(__VA_ARGS__); break; \
-    case kNhwc: depthwise::nhwc::fn(__VA_ARGS__); break;      \
+    case kNhwc: depthwise::nhwc::fn(__VA_ARGS__); break;       \
   }
 
 at::Tensor depthwise_forward(const at::Tensor& input, const at::Tensor& weight,
@@ -52,17 +52,8 @@ at::Tensor depthwise_forward(const at::Tensor& input, const at::Tensor& weight,
       check_forward(kForward, ConvKind::Depthwise, input, weight, bias, stride, padding, dilation);
   check_cpu(kForward, input);
   const Rung rung = choose(kForward, algo, input);
-  const auto format = rung_format(rung);
-  const at::Tensor x = input.contiguous(format);  // (N, C, H, W) in the rung's layout
-  const at::Tensor w = weight.contiguous();       // (C*m, 1, kh, kw)
-  const bool has_bias = bias.has_value() && bias->defined();
-  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
-  at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options().memory_format(format));
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "depthwise_conv2d_cpu", [&] {
-    ATROUS_CALL_RUNG(rung, forward<scalar_t>, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                     has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), g);
-  });
-  return out.contiguous(output_memory_format(input));
+  return run_forward(rung_format(rung), input, weight, bias, g,
+                     [&](auto x, auto w, auto b, auto y) { ATROUS_CALL_RUNG(rung, forward, x, w, b, y, g); });
 }
 
 at::Tensor depthwise_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -72,15 +63,8 @@ at::Tensor depthwise_backward_input(const at::Tensor& grad_output, const at::Ten
                                               weight, input_size, stride, padding, dilation);
   check_cpu(kBackwardInput, grad_output);
   const Rung rung = choose(kBackwardInput, algo, grad_output);
-  const auto format = rung_format(rung);
-  const at::Tensor go = grad_output.contiguous(format);  // (N, C*m, Ho, Wo)
-  const at::Tensor w = weight.contiguous();              // (C*m, 1, kh, kw)
-  at::Tensor grad_in = at::empty(input_size, go.options().memory_format(format));  // (N, C, H, W)
-  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "depthwise_conv2d_backward_input_cpu", [&] {
-    ATROUS_CALL_RUNG(rung, backward_input<scalar_t>, go.const_data_ptr<scalar_t>(),
-                     w.const_data_ptr<scalar_t>(), grad_in.mutable_data_ptr<scalar_t>(), g);
-  });
-  return grad_in.contiguous(output_memory_format(grad_output));
+  return run_backward_input(rung_format(rung), grad_output, weight,
+                            input_size, [&](auto gy, auto w, auto gx) { ATROUS_CALL_RUNG(rung, backward_input, gy, w, gx, g); });
 }
 
 at::Tensor depthwise_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
@@ -90,15 +74,8 @@ at::Tensor depthwise_backward_weight(const at::Tensor& grad_output, const at::Te
                                                input, weight_size, stride, padding, dilation);
   check_cpu(kBackwardWeight, grad_output);
   const Rung rung = choose(kBackwardWeight, algo, input);
-  const auto format = rung_format(rung);
-  const at::Tensor go = grad_output.contiguous(format);  // (N, C*m, Ho, Wo)
-  const at::Tensor x = input.contiguous(format);         // (N, C, H, W)
-  at::Tensor grad_w = at::empty(weight_size, go.options());  // (C*m, 1, kh, kw)
-  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "depthwise_conv2d_backward_weight_cpu", [&] {
-    ATROUS_CALL_RUNG(rung, backward_weight<scalar_t>, go.const_data_ptr<scalar_t>(),
-                     x.const_data_ptr<scalar_t>(), grad_w.mutable_data_ptr<scalar_t>(), g);
-  });
-  return grad_w;
+  return run_backward_weight(rung_format(rung), grad_output, input,
+                             weight_size, [&](auto gy, auto x, auto gw) { ATROUS_CALL_RUNG(rung, backward_weight, gy, x, gw, g); });
 }
 
 #undef ATROUS_CALL_RUNG
