@@ -103,7 +103,9 @@ setup(
     package_data={"atrous": ["_build_config.json"]},
     install_requires=["torch>=2.4", "numpy", "matplotlib>=3.7"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        # torchvision and timm: the weight-import tests build their models (randomly initialised);
+        # onnx*: the export test of impl="torch".
+        "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -18,6 +18,25 @@ from atrous import receptive_field as rfm
 # DeepLab models will be registered here once they exist.
 MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = dict(rfm.TEACHING_STACKS)
 
+# The DeepLab models of atrous.models (21 classes, output stride 16), imported only when chosen:
+# they run on the compiled kernels, which the teaching stacks do not need.
+_DEEPLAB = [
+    "deeplabv3plus_xception65", "deeplabv3plus_xception41", "deeplabv3plus_xception71",
+    "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "deeplabv3plus_mobilenet_v3_large",
+    "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_xception65",
+]
+
+
+def _deeplab_factory(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        return importlib.import_module("atrous.models").MODELS[name](num_classes=21, output_stride=16)
+    return build
+
+
+for _name in _DEEPLAB:
+    MODELS[_name] = (_deeplab_factory(_name), "atrous.models, 21 classes, output stride 16")
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -28,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(MODELS)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
-        "built-in models:\n" + "\n".join(f"  {n:<10} {d}" for n, (_, d) in MODELS.items()) +
+        "built-in models:\n" + "\n".join(f"  {n:<32} {d}" for n, (_, d) in MODELS.items()) +
         "\n\nexit status: 0 = analysed (and the measurement agrees), 1 = analysis and measurement disagree,"
         "\n2 = bad arguments or a model the analysis cannot describe"
     )

@@ -1,0 +1,105 @@
+"""DeepLabV3 and DeepLabV3+ on the atrous operators: backbones, ASPP, decoder, weight import and summary.
+
+Models (every one at output stride 8, 16 or 32; see :data:`MODELS`)::
+
+    import atrous.models as M
+    model = M.deeplabv3plus_xception65(num_classes=21, output_stride=16)   # DeepLabV3+ paper model
+    model = M.deeplabv3_resnet101(num_classes=21, output_stride=8)         # DeepLabV3 with multi-grid
+    M.summary(model, (513, 513))                                           # per-layer table
+
+Pretrained weights, for those who have them (nothing is downloaded here)::
+
+    M.load_timm_xception(model, timm.create_model("xception65", pretrained=True))   # ImageNet backbone
+    model = M.deeplabv3_from_torchvision(torch.load("deeplabv3_resnet50_coco-cd0a2569.pth"))
+
+Every convolution runs on :mod:`atrous.ops`; ``impl="torch"`` (argument of the factories, or
+:func:`atrous.nn.use_impl` / :func:`atrous.nn.set_impl`) runs the same weights with ``F.conv2d``.
+"""
+
+from .aspp import ASPP, ASPPPooling, AtrousRateWarning, default_aspp_rates
+from .decoder import Decoder, FCNHead
+from .deeplab import (
+    BACKBONES,
+    MODELS,
+    DeepLabV3,
+    DeepLabV3Plus,
+    build_backbone,
+    deeplabv3,
+    deeplabv3_mobilenet_v3_large,
+    deeplabv3_resnet50,
+    deeplabv3_resnet101,
+    deeplabv3_xception41,
+    deeplabv3_xception65,
+    deeplabv3_xception71,
+    deeplabv3plus,
+    deeplabv3plus_mobilenet_v3_large,
+    deeplabv3plus_resnet50,
+    deeplabv3plus_resnet101,
+    deeplabv3plus_xception41,
+    deeplabv3plus_xception65,
+    deeplabv3plus_xception71,
+    torchvision_deeplabv3,
+)
+from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
+from .resnet import Bottleneck, ResNet, resnet50, resnet101
+from .summary import LayerSummary, ModelSummary, summary
+from .weights import (
+    WeightImportError,
+    convert_timm_xception,
+    convert_torchvision_deeplabv3,
+    deeplabv3_from_torchvision,
+    load_timm_xception,
+    load_torchvision_backbone,
+    load_torchvision_deeplabv3,
+)
+from .xception import XceptionAligned, XceptionBlock, xception41, xception65, xception71
+
+__all__ = [
+    "ASPP",
+    "BACKBONES",
+    "MODELS",
+    "ASPPPooling",
+    "AtrousRateWarning",
+    "Bottleneck",
+    "Decoder",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "FCNHead",
+    "LayerSummary",
+    "MobileNetV3",
+    "ModelSummary",
+    "ResNet",
+    "WeightImportError",
+    "XceptionAligned",
+    "XceptionBlock",
+    "build_backbone",
+    "convert_timm_xception",
+    "convert_torchvision_deeplabv3",
+    "deeplabv3",
+    "deeplabv3_from_torchvision",
+    "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_xception41",
+    "deeplabv3_xception65",
+    "deeplabv3_xception71",
+    "deeplabv3plus",
+    "deeplabv3plus_mobilenet_v3_large",
+    "deeplabv3plus_resnet50",
+    "deeplabv3plus_resnet101",
+    "deeplabv3plus_xception41",
+    "deeplabv3plus_xception65",
+    "deeplabv3plus_xception71",
+    "default_aspp_rates",
+    "load_timm_xception",
+    "load_torchvision_backbone",
+    "load_torchvision_deeplabv3",
+    "mobilenet_v3_large",
+    "resnet50",
+    "resnet101",
+    "summary",
+    "torchvision_deeplabv3",
+    "xception41",
+    "xception65",
+    "xception71",
+]
