@@ -32,7 +32,12 @@ namespace {
 // Vectors of running sums per chunk of outputs (2 x 16 floats or 2 x 8 doubles).
 constexpr int kVectors = 4;
 template <typename T>
-constexpr int kChunk = kVectors * simd::kLanes<T>;
+constexpr int kChunk = kVectors * simd::kLanes<T, 32>;
+
+// 32-byte vectors here: the tap loads are unaligned by construction, and 32-byte ones cross
+// cache lines half as often as 64-byte ones (15% faster on Zen 4, see simd.h).
+template <typename T>
+using V = simd::Vec<T, 32>;
 
 // floor(a / b) and a mod b for b > 0 (the mod is non-negative).
 inline int64_t pmod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
@@ -119,16 +124,16 @@ struct PlaneLayout {
 template <typename T>
 void shifted_sum(const T* __restrict src, const int64_t* offsets, const T* weights, int64_t taps,
                  T init, int64_t q0, int64_t q1, T* __restrict out) {
-  constexpr int64_t L = simd::kLanes<T>;
+  constexpr int64_t L = simd::kLanes<T, 32>;
   for (int64_t q = q0; q < q1; q += kChunk<T>) {
-    simd::Vec<T> acc[kVectors];
-    for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T>(init);
+    V<T> acc[kVectors];
+    for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T, 32>(init);
     for (int64_t t = 0; t < taps; ++t) {
       const T* s = src + offsets[t] + q;
-      const simd::Vec<T> w = simd::broadcast<T>(weights[t]);
-      for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load(s + k * L);
+      const V<T> w = simd::broadcast<T, 32>(weights[t]);
+      for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load<T, 32>(s + k * L);
     }
-    for (int k = 0; k < kVectors; ++k) simd::store(out + q + k * L, acc[k]);
+    for (int k = 0; k < kVectors; ++k) simd::store<T, 32>(out + q + k * L, acc[k]);
   }
 }
 
