@@ -72,31 +72,29 @@ struct PlaneLayout {
     return phase * phase_size + floor_div(t, stride_h) * pitch + u / stride_w;
   }
 
-  // Copies plane (in_h x in_w) into buf, whose padding and slack are already zero.
+  // Copies plane (in_h x in_w) into buf, whose padding and slack are already zero. Each input
+  // row is visited once and split into its column phases while it is in L1.
   template <typename T>
   void fill(const T* __restrict plane, T* __restrict buf) const {
-    for (int64_t rp = 0; rp < stride_h; ++rp) {
+    for (int64_t ih = 0; ih < in_h; ++ih) {
+      const int64_t rp = ih % stride_h, r = ih / stride_h;
       for (int64_t cp = 0; cp < stride_w; ++cp) {
-        T* phase = buf + (rp * stride_w + cp) * phase_size;
+        T* dst = buf + (rp * stride_w + cp) * phase_size + r * pitch;
         // Phase columns c whose padded column c*sw + cp is a real column of the image.
         const int64_t c0 = std::max<int64_t>(0, ceil_div(pad_w - cp, stride_w));
         const int64_t c1 = std::min(pitch, ceil_div(in_w + pad_w - cp, stride_w));
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t ih = r * stride_h + rp;
-          if (ih >= in_h) break;
-          const T* src = plane + ih * in_w + (cp - pad_w);
-          T* dst = phase + r * pitch;
-          if (stride_w == 1) {
-            simd::copy(src + c0, dst + c0, c1 - c0);
-          } else if (stride_w == 2) {  // a compile-time stride lets the compiler vectorise the deinterleave
-            for (int64_t c = c0; c < c1; ++c) dst[c] = src[2 * c];
-          } else {
-            for (int64_t c = c0; c < c1; ++c) dst[c] = src[c * stride_w];
-          }
+        const T* src = plane + ih * in_w + (cp - pad_w);
+        if (stride_w == 1) {
+          simd::copy(src + c0, dst + c0, c1 - c0);
+        } else if (stride_w == 2) {  // a compile-time stride lets the compiler vectorise the deinterleave
+          for (int64_t c = c0; c < c1; ++c) dst[c] = src[2 * c];
+        } else {
+          for (int64_t c = c0; c < c1; ++c) dst[c] = src[c * stride_w];
         }
       }
     }
   }
+
 
   // Output row segments [begin, end) in which the same row taps stay inside the image.
   std::vector<std::pair<Range, Range>> segments() const {
