@@ -9,7 +9,7 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean bench bench-quick
+.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick
 
 demo: install
 	$(PY) -m atrous demo
@@ -48,6 +48,13 @@ bench: install
 
 bench-quick: install
 	$(PY) -m atrous bench --quick
+
+# Whole models, impl="atrous" against impl="torch"; rewrites the README's model table.
+bench-models: install
+	$(PY) -m atrous bench --models --update-readme README.md
+
+bench-models-quick: install
+	$(PY) -m atrous bench --models --quick
 
 clean:
 	rm -rf build *.egg-info atrous/_C*.so atrous/_build_config.json

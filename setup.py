@@ -105,7 +105,9 @@ setup(
     extras_require={
         # torchvision and timm: the weight-import tests build their models (randomly initialised);
         # onnx*: the export test of impl="torch".
-        "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime"],
+        # jupytext, nbclient, nbformat, ipykernel: the tutorials run as notebooks in the suite.
+        "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
+                 "jupytext", "nbclient", "nbformat", "ipykernel"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -24,6 +24,26 @@ How each number is made (read this before quoting one):
    PyTorch's faster layout. Summaries are geometric means over shapes.
 6. Correctness. Every timed output (and gradient) is compared with PyTorch's on the same layout;
    rows above `--tolerance` (largest error relative to the tensor's largest value) are marked.
+7. Whole models (`--models`). DeepLabV3+ Xception-65 and DeepLabV3 MobileNetV3-Large by default
+   (any of `atrous.models.MODELS`; 21 classes, output stride 16), batch 1 and 8 on a 513x513 input
+   (`--quick`: 257x257, batch 1). Each model is built once with a fixed seed; both implementations
+   run the same weights on the same input, `atrous.nn.set_impl(model, "torch")` switching every
+   convolution to F.conv2d. `--steps` picks what is timed:
+   - forward: eval mode under torch.no_grad;
+   - train: train mode, forward + cross-entropy on random labels + backward + SGD step. Each impl
+     steps its own copy of the model. Its first step is the one checked (with dropout off, so that
+     no random mask enters the comparison), and it counts as the first warm-up;
+   - fused: the `atrous.nn.fuse(model)` eval model (batch norms folded into the convolutions;
+     under impl="atrous" separable blocks run the fused separable op), forward only.
+   Reported: ms per image (median / batch), images/s and x = torch time / atrous time. Checked:
+   the output (forward, fused) or the loss (train) within `--tolerance`, and the gradients of the
+   checked step as ||g_atrous - g_torch|| / ||g_torch|| over all parameters. That bound is loose
+   (0.1 in float32, 1e-6 in float64) on purpose: in train mode a randomly initialised 65-layer
+   network amplifies float32 rounding, and PyTorch's own float32 gradients of Xception-65 differ
+   from its float64 ones by about 1%. A broken kernel is off by order 1; the property tests check
+   the backward kernels exactly. The default run takes 15-20 minutes on 2 cores and peaks near
+   17 GB of memory, most of both in Xception-65's batch-8 training steps (about a minute each);
+   `--steps forward,fused` or `--batch 1` leaves them out.
 
 Backward timing: the forward graph is built once, untimed, and `torch.autograd.grad(...,
 retain_graph=True)` is timed alone (input and weight gradients; DeepLab's convolutions have no
@@ -34,14 +54,17 @@ teaching order, then "auto" and PyTorch, on one shape: what each step bought. A 
 first estimated on 1/16 of the channels; a rung estimated over `--rung-budget` seconds is skipped
 (and reported with its estimate), the others get as many runs as fit in that budget.
 
-From Python: `main(args, shapes=..., ops=...)` runs on your own shapes (a list of `Shape`) or with
-another ops module; `resolve(args)` then `run(config)` return the report as a dict.
+From Python: `main(args, shapes=..., ops=..., models=...)` runs on your own shapes (a list of
+`Shape`), with another ops module, or on your own models (a dict of name -> factory, called as
+`factory(num_classes=21, output_stride=16)`); `resolve(args)` then `run(config)` return the report
+as a dict.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import datetime
 import fnmatch
@@ -53,6 +76,7 @@ import re
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +103,16 @@ DEFAULT_REPEATS, DEFAULT_BUDGET_S = 20, 0.5
 QUICK_REPEATS, QUICK_BUDGET_S = 10, 0.25
 PROBE_FRACTION = 16  # ladder: a rung's cost is estimated on 1/16 of the channels before a full run
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+# Model mode (--models): whole networks, impl="atrous" against impl="torch" (step 7 of the docstring).
+DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large")
+MODEL_STEPS = ("forward", "train", "fused")
+MODEL_IMPLS = ("torch", "atrous")  # PyTorch first: its result is the reference
+NUM_CLASSES, MODEL_OUTPUT_STRIDE = 21, 16  # PASCAL VOC, and the DeepLabV3+ paper's output stride
+DEFAULT_MODEL_SIZE, QUICK_MODEL_SIZE, TINY_MODEL_SIZE = 513, 257, 33
+DEFAULT_MODEL_BATCHES, QUICK_MODEL_BATCHES = (1, 8), (1,)
+DEFAULT_MODEL_REPEATS, QUICK_MODEL_REPEATS = 5, 3  # a model run takes seconds: the budget stops at 3
+GRAD_TOLERANCE = {"float64": 1e-6, "float32": 0.1, "float16": 0.5, "bfloat16": 0.5}  # see step 7
+MODELS_README_START, MODELS_README_END = "<!-- bench-models:start -->", "<!-- bench-models:end -->"
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
 
@@ -136,6 +170,23 @@ class Case:
     def input_dims(self) -> str:
         s = self.shape
         return f"{self.batch}x{s.channels}x{s.size}x{s.size}"
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A whole model (a name in the model registry) at one batch size and square input size."""
+
+    model: str
+    batch: int
+    size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.size}-n{self.batch}"
+
+    @property
+    def input_dims(self) -> str:
+        return f"{self.batch}x3x{self.size}x{self.size}"
 
 
 def _dw(name: str, where: str, os_: tuple[int, ...], c: int, size: int, dilation: int = 1,
@@ -508,6 +559,12 @@ class Config:
     ladder: str | None = None
     rung_budget_s: float = 20.0
     copy_bytes: int = 256 << 20
+    # Model mode (--models): the cases, what is timed, and the registry the names come from.
+    model_cases: list[ModelCase] = dataclasses.field(default_factory=list)
+    steps: tuple[str, ...] = MODEL_STEPS
+    layout: str = "nchw"
+    grad_tolerance: float = GRAD_TOLERANCE["float32"]
+    factories: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -821,16 +878,15 @@ def markdown_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, block: str) -> None:
+def update_readme(path: Path, block: str, start: str = README_START, end: str = README_END) -> None:
     """Replaces what lies between the README's bench markers with `block`; nothing else changes."""
     text = path.read_text()
-    if (text.count(README_START) != 1 or text.count(README_END) != 1
-            or text.index(README_START) > text.index(README_END)):
-        raise BenchError(f"--update-readme {path}: expected one '{README_START}' line followed by one "
-                         f"'{README_END}' line; add them where the table belongs")
-    head, rest = text.split(README_START)
-    _, tail = rest.split(README_END)
-    path.write_text(f"{head}{README_START}\n{block.strip()}\n{README_END}{tail}")
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise BenchError(f"--update-readme {path}: expected one '{start}' line followed by one "
+                         f"'{end}' line; add them where the table belongs")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    path.write_text(f"{head}{start}\n{block.strip()}\n{end}{tail}")
 
 
 def _figure(height: float, ncols: int = 1, nrows: int = 1, **kw):
@@ -1045,6 +1101,324 @@ def plot_ladder(ladder: dict, path: Path) -> Path:
 
 
 # ============================================================================================
+# Whole models: impl="atrous" against impl="torch" on the same weights (step 7 of the docstring)
+# ============================================================================================
+
+def model_registry() -> dict[str, Callable[..., Any]]:
+    """atrous.models.MODELS: name -> factory(num_classes=..., output_stride=...)."""
+    from .models import MODELS
+
+    return dict(MODELS)
+
+
+def select_models(registry: dict[str, Callable[..., Any]], patterns: Sequence[str]) -> list[str]:
+    """The names matching each pattern (a name or a glob such as "deeplabv3plus_*"), in the given order."""
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [name for name in registry if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            raise BenchError(f"--models: {pattern!r} matches no model; expected comma-separated names or "
+                             f"globs from {', '.join(registry)} (see `--models --list`)")
+        chosen += [name for name in hits if name not in chosen]
+    return chosen
+
+
+def build_model(factory: Callable[..., Any], cfg: Config) -> torch.nn.Module:
+    """The model both implementations share: a fixed seed, so every run times the same weights."""
+    torch.manual_seed(0)
+    model = factory(num_classes=NUM_CLASSES, output_stride=MODEL_OUTPUT_STRIDE)
+    return model.to(device=cfg.device, dtype=cfg.dtype, memory_format=MEMORY_FORMAT[cfg.layout]).eval()
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out["out"] if isinstance(out, dict) else out  # models built with aux=True return a dict
+
+
+def _no_grad_forward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return _logits(model(x))
+    return forward
+
+
+def _training_step(model: torch.nn.Module, impl: str, x: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[Callable[[], torch.Tensor], torch.Tensor, torch.Tensor]:
+    """A training step on impl's own copy of the model; returns (step, loss, gradients) where loss
+    and the flattened gradients come from a first step (the one that is checked)."""
+    from .nn import set_impl
+
+    net = set_impl(copy.deepcopy(model).train(), impl)  # same starting weights for both impls
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(_logits(net(x)), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    # The checked step runs without dropout: its random mask follows the memory layout of the tensor it
+    # drops, which can differ between the impls (channels_last), so even a shared seed would not align it.
+    dropouts = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    for m in dropouts:
+        m.eval()
+    loss = step()
+    for m in dropouts:
+        m.train()
+    grads = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    return step, loss, grads
+
+
+def norm_rel_error(got: torch.Tensor, want: torch.Tensor) -> float | None:
+    """||got - want|| / ||want|| (None when not a finite number): the error of a whole gradient."""
+    diff = torch.linalg.vector_norm((got - want).double()).item()
+    scale = torch.linalg.vector_norm(want.double()).item()
+    err = diff / scale if scale > 0 else diff
+    return err if math.isfinite(err) else None
+
+
+def run_model_case(case: ModelCase, model: torch.nn.Module, fused: torch.nn.Module | None, cfg: Config,
+                   timer: CpuTimer | CudaTimer, echo: Callable[[str], None] = print) -> dict:
+    """Times every step of one model case under both impls; returns the case's JSON record."""
+    from .nn import set_impl
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(case.batch, 3, case.size, case.size, generator=gen).to(
+        device=cfg.device, dtype=cfg.dtype).contiguous(memory_format=MEMORY_FORMAT[cfg.layout])
+    labels = torch.randint(0, NUM_CLASSES, (case.batch, case.size, case.size), generator=gen).to(cfg.device)
+    record: dict[str, Any] = {"name": case.name, "model": case.model, "batch": case.batch, "size": case.size,
+                              "input": case.input_dims, "layout": cfg.layout,
+                              "params": sum(p.numel() for p in model.parameters()), "steps": {}}
+    for step in cfg.steps:
+        started = time.perf_counter()
+        rec: dict[str, Any] = {"timings_ms": {}}
+        results: dict[str, Any] = {}  # impl -> output (forward, fused) or (loss, gradients) (train)
+        for impl in MODEL_IMPLS:
+            try:
+                if step == "train":
+                    call, loss, grads = _training_step(model, impl, x, labels)
+                    plan = dataclasses.replace(cfg.plan, warmup=max(0, cfg.plan.warmup - 1))
+                    m, _ = measure(call, timer, plan)
+                    results[impl] = (loss, grads)
+                    del call  # frees this impl's copy of the model before the next one is made
+                else:
+                    net = set_impl(fused if step == "fused" else model, impl)
+                    m, results[impl] = measure(_no_grad_forward(net, x), timer, cfg.plan)
+                rec["timings_ms"][impl] = m.to_json()
+            except Exception as exc:  # a failing impl is reported, the run goes on
+                rec["timings_ms"][impl] = {"error": _first_line(exc)}
+        if len(results) == len(MODEL_IMPLS):
+            if step == "train":
+                rec["max_rel_err"] = rel_error(results["atrous"][0], results["torch"][0])  # the loss
+                rec["grad_rel_err"] = norm_rel_error(results["atrous"][1], results["torch"][1])
+            else:
+                rec["max_rel_err"] = rel_error(results["atrous"], results["torch"])
+        del results
+        _derive_model_step(rec, step, case.batch, cfg)
+        record["steps"][step] = rec
+        echo(f"  {case.name:<44} {step:<8} {time.perf_counter() - started:6.1f} s  ms/image atrous "
+             f"{_ms(rec['ms_per_image'].get('atrous'))} torch {_ms(rec['ms_per_image'].get('torch'))}  "
+             f"x {_x(rec['speedup'])}  check {rec['check']}")
+    if fused is not None:
+        blocks = [m for m in fused.modules() if hasattr(m, "fused_op")]
+        record["fused_separable_blocks"] = {"fused_op": sum(bool(m.fused_op) for m in blocks),
+                                            "separable": len(blocks)}
+    record["ok"] = all(rec["ok"] for rec in record["steps"].values())
+    return record
+
+
+def _derive_model_step(rec: dict, step: str, batch: int, cfg: Config) -> None:
+    """Per-image times, images/s, the ratio and the check of one step record, from its medians."""
+    med = {impl: v.get("median") for impl, v in rec["timings_ms"].items()}
+    rec["ms_per_image"] = {impl: v / batch for impl, v in med.items() if v}
+    rec["images_per_s"] = {impl: 1e3 * batch / v for impl, v in med.items() if v}
+    rec["speedup"] = _ratio(med.get("torch"), med.get("atrous"))
+    errors = [v["error"] for v in rec["timings_ms"].values() if "error" in v]
+    mismatch = not _within(rec.get("max_rel_err"), cfg.tolerance) or (
+        step == "train" and not _within(rec.get("grad_rel_err"), cfg.grad_tolerance))
+    rec["check"] = "ERROR" if errors else "MISMATCH" if mismatch else "ok"
+    rec["ok"] = rec["check"] == "ok"
+    rec["noisy"] = [impl for impl, v in rec["timings_ms"].items() if v.get("spread", 0) > NOISY_SPREAD]
+
+
+MODEL_STEP_LABEL = {"forward": "forward (eval, no_grad)",
+                    "train": "training step (forward + loss + backward + SGD)",
+                    "fused": "fused eval model (atrous.nn.fuse), forward"}
+
+
+def summarize_models(records: list[dict], steps: Sequence[str]) -> list[dict]:
+    """Per step: the geometric mean of x over the ok cases, and the smallest x."""
+    lines = []
+    for step in steps:
+        pairs = [(r["steps"][step]["speedup"], r["name"]) for r in records
+                 if step in r["steps"] and r["steps"][step]["ok"] and r["steps"][step]["speedup"]]
+        entry: dict[str, Any] = {"key": f"model_{step}", "label": MODEL_STEP_LABEL[step], "step": step,
+                                 "count": len(pairs), "x": geomean(v for v, _ in pairs)}
+        if pairs:
+            v, name = min(pairs)
+            entry["min"] = {"value": v, "case": name}
+        lines.append(entry)
+    return lines
+
+
+def _model_header_lines(report: dict) -> list[str]:
+    s = report["settings"]
+    return [
+        _header_lines(report)[0],
+        f"times: median ms of up to {s['repeats']} runs after {s['warmup']} warm-up ({s['timer']}); "
+        f"{s['layout']} input; per image = median / batch; x = impl='torch' time / impl='atrous' time "
+        f"(> 1x: atrous faster)",
+    ]
+
+
+def format_model_summary(report: dict) -> list[str]:
+    out = []
+    for entry in report["models_summary"]:
+        if not entry["count"]:
+            out.append(f"  {entry['label']:<50} n/a (no case measured and correct)")
+            continue
+        m = entry.get("min", {})
+        count = f"{entry['count']} case{'s' if entry['count'] > 1 else ''}"
+        out.append(f"  {entry['label']:<50} {_x(entry['x'])}  min {_x(m.get('value'))} ({m.get('case')})"
+                   f"  [{count}]")
+    return out
+
+
+def model_table(report: dict) -> Table:
+    headers = ["case", "input", "step", "atrous ms/img", "torch ms/img", "atrous img/s", "torch img/s", "x",
+               "max err", "grad err", "check"]
+    rows = []
+    for r in report["models"]:
+        for step, rec in r["steps"].items():
+            per_image, per_s = rec["ms_per_image"], rec["images_per_s"]
+            grad = _fmt_err([rec["grad_rel_err"]]) if "grad_rel_err" in rec else "-"
+            errors = [f"{impl}: {v['error']}" for impl, v in rec["timings_ms"].items() if "error" in v]
+            check = rec["check"] + (" noisy" if rec["noisy"] else "") + "".join(f"; {e}" for e in errors)
+            err = _fmt_err([rec["max_rel_err"]]) if "max_rel_err" in rec else "-"
+            rows.append([r["name"], r["input"], step,
+                         _ms(per_image.get("atrous")), _ms(per_image.get("torch")),
+                         _num(per_s.get("atrous"), ".2f"), _num(per_s.get("torch"), ".2f"),
+                         _x(rec["speedup"]), err, grad, check])
+    title = ("models: impl='atrous' against impl='torch', same weights and input (max err: output, or the "
+             "loss for train; grad err: ||g_atrous - g_torch|| / ||g_torch||)")
+    return Table(title, headers, rows, left=3)
+
+
+def _model_notes(report: dict) -> list[str]:
+    notes = []
+    for r in report["models"]:
+        blocks = r.get("fused_separable_blocks")
+        if blocks and blocks["separable"]:
+            notes.append(f"  {r['model']}: fused step runs {blocks['fused_op']} of {blocks['separable']} "
+                         "separable blocks on atrous.ops.separable_conv2d")
+    return sorted(set(notes))
+
+
+def format_model_report(report: dict) -> str:
+    parts = ["\n".join(_model_header_lines(report)), model_table(report).text()]
+    notes = _model_notes(report)
+    if notes:
+        parts.append("notes\n" + "\n".join(notes))
+    parts.append("summary (geometric means over cases; x = torch time / atrous time)\n"
+                 + "\n".join(format_model_summary(report)))
+    return "\n\n".join(parts)
+
+
+def markdown_model_report(report: dict) -> str:
+    lines = [f"Regenerate with `{report['command']}` "
+             f"(the JSON and chart go to `{report['settings']['out']}/`).", ""]
+    lines += [f"{line}  " for line in _model_header_lines(report)]
+    lines += ["", "```", "summary (geometric means over cases; x = torch time / atrous time)"]
+    lines += format_model_summary(report) + _model_notes(report)
+    lines += ["```", "", model_table(report).markdown()]
+    return "\n".join(lines)
+
+
+def plot_models(report: dict, path: Path) -> Path:
+    """Left: images/s of each impl per case and step; right: x = torch time / atrous time (log scale)."""
+    rows = [(f"{r['name']} {step}", rec) for r in report["models"] for step, rec in r["steps"].items()]
+    fig, axes = _figure(1.5 + 0.45 * max(1, len(rows)), ncols=2, sharey=True)
+    ax_rate, ax_x = axes[0]
+    ys = range(len(rows))
+    for k, (impl, color) in enumerate((("atrous", "#1f77b4"), ("torch", "#ff7f0e"))):
+        ax_rate.barh([y - 0.2 + 0.4 * k for y in ys], [rec["images_per_s"].get(impl, 0) for _, rec in rows],
+                     height=0.4, color=color, label=f"impl='{impl}'")
+    ax_rate.set_xlabel("images / s (higher is faster)")
+    ax_rate.legend(fontsize=8)
+    from matplotlib.ticker import FuncFormatter
+
+    x = [rec["speedup"] or 1.0 for _, rec in rows]  # a failed row shows as 1x, without a label
+    ax_x.barh(list(ys), [v - 1 for v in x], left=1, height=0.6,
+              color=["#2ca02c" if v >= 1 else "#d62728" for v in x])
+    for y, v, (_, rec) in zip(ys, x, rows):
+        if rec["speedup"]:
+            ax_x.annotate(_x(v), (v, y), xytext=(3 if v >= 1 else -3, 0), textcoords="offset points",
+                          ha="left" if v >= 1 else "right", va="center", fontsize=7)
+    ax_x.axvline(1.0, color="black", linewidth=1)
+    ax_x.set_xscale("log")
+    ax_x.margins(x=0.15)
+    for axis in (ax_x.xaxis.set_major_formatter, ax_x.xaxis.set_minor_formatter):
+        axis(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax_x.set_xlabel("torch time / atrous time (log scale; > 1: atrous faster)")
+    ax_rate.set_yticks(list(ys), [label for label, _ in rows], fontsize=7)
+    ax_rate.set_ylim(len(rows) - 0.5, -0.5)  # first case on top
+    for ax in (ax_rate, ax_x):
+        ax.grid(axis="x", which="both", alpha=0.3)
+    m, s = report["machine"], report["settings"]
+    fig.suptitle(f"atrous bench --models: {m['device_name']}, {s['dtype']}, {s['layout']}", fontsize=10,
+                 x=0.02, ha="left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _run_model_mode(cfg: Config, timer: CpuTimer | CudaTimer, report: dict, echo) -> dict:
+    from .models import AtrousRateWarning
+    from .nn import fuse
+
+    names = list(dict.fromkeys(c.model for c in cfg.model_cases))
+    report["settings"] |= {
+        "models": names, "sizes": sorted({c.size for c in cfg.model_cases}),
+        "batches": sorted({c.batch for c in cfg.model_cases}), "steps": list(cfg.steps), "layout": cfg.layout,
+        "num_classes": NUM_CLASSES, "output_stride": MODEL_OUTPUT_STRIDE,
+        "grad_tolerance": cfg.grad_tolerance,
+        "train": "train mode; cross-entropy on random labels, backward, SGD(lr=1e-3, momentum=0.9) on each "
+                 "impl's own copy; the first step (dropout off) is checked and counts as a warm-up",
+        "fused": "atrous.nn.fuse(model): batch norms folded, separable blocks on the fused op; eval forward",
+    }
+    echo(_model_header_lines(report)[0])
+    echo(f"{len(cfg.model_cases)} model cases x {len(cfg.steps)} steps ({', '.join(cfg.steps)}); "
+         "a line per step as it finishes, then the table")
+    records = []
+    with warnings.catch_warnings():
+        # Small inputs (--quick, tests) leave maps smaller than the ASPP rates; the timing is still valid.
+        warnings.simplefilter("ignore", AtrousRateWarning)
+        for name in names:
+            model = build_model(cfg.factories[name], cfg)
+            fused = fuse(model) if "fused" in cfg.steps else None
+            for case in (c for c in cfg.model_cases if c.model == name):
+                records.append(run_model_case(case, model, fused, cfg, timer, echo))
+            del model, fused
+    report["models"] = records
+    report["models_summary"] = summarize_models(records, cfg.steps)
+    report["results"], report["summary"] = [], []
+    echo("")
+    echo(format_model_report(report))
+    _write(report, cfg, "models", plot_models, echo, markdown=markdown_model_report)
+    if cfg.update_readme:
+        update_readme(cfg.update_readme, markdown_model_report(report),
+                      MODELS_README_START, MODELS_README_END)
+        echo(f"updated the models block of {cfg.update_readme}")
+    return report
+
+
+def _list_models(registry: dict[str, Callable[..., Any]]) -> str:
+    rows = [[name, "default" if name in DEFAULT_MODELS else ""] for name in registry]
+    return Table("models (--models NAMES or globs; built with num_classes=21, output_stride=16)",
+                 ["name", "note"], rows).text()
+
+
+# ============================================================================================
 # Machine description
 # ============================================================================================
 
@@ -1129,14 +1503,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where bench.json, bench.png and bench.md go (default bench-out/)")
     parser.add_argument("--update-readme", default=None, metavar="PATH",
                         help=f"replace the block between {README_START} and {README_END} in PATH "
-                             "with the summary and tables")
+                             f"with the summary and tables (with --models: {MODELS_README_START} and "
+                             f"{MODELS_README_END})")
     parser.add_argument("--ladder", default=None, metavar="OP",
                         help="time every rung of one op (depthwise_conv2d, pointwise_conv2d, atrous_conv2d, "
                              "separable_conv2d) on one shape (--shapes NAME; default a middle-flow shape)")
     parser.add_argument("--rung-budget", type=float, default=20.0, metavar="S",
                         help="ladder: skip a rung whose run is estimated over S seconds, and cap its "
                              "repeats to fit in S (default 20)")
-    parser.add_argument("--list", action="store_true", help="list the shapes and exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list the shapes (with --models: the models) and exit")
+    models = parser.add_argument_group(
+        "model mode", "time whole DeepLab models, impl='atrous' against impl='torch' (step 7 below)")
+    models.add_argument("--models", nargs="?", const=",".join(DEFAULT_MODELS), default=None, metavar="LIST",
+                        help="comma-separated names or globs from atrous.models.MODELS (without LIST: "
+                             f"{','.join(DEFAULT_MODELS)}); --batch defaults to "
+                             f"{','.join(map(str, DEFAULT_MODEL_BATCHES))} and --repeats to "
+                             f"{DEFAULT_MODEL_REPEATS} (--quick: batch 1, {QUICK_MODEL_REPEATS} repeats); "
+                             "writes models.json, models.md, models.png")
+    models.add_argument("--size", type=int, default=None, metavar="N",
+                        help=f"input height = width (default {DEFAULT_MODEL_SIZE}; "
+                             f"--quick {QUICK_MODEL_SIZE})")
+    models.add_argument("--steps", default=None, metavar="LIST",
+                        help=f"comma-separated, from {','.join(MODEL_STEPS)} (default: all)")
+    models.add_argument("--layout", default=None, choices=LAYOUTS,
+                        help="memory format of the input and the weights, the same for both impls "
+                             "(default nchw)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes
 
 
@@ -1151,7 +1543,7 @@ def command_line(args: argparse.Namespace) -> str:
     defaults = vars(build_parser().parse_args([]))
     parts = ["python -m atrous bench"]
     for key, value in vars(args).items():
-        if key not in defaults or value == defaults[key] or key == "tiny":
+        if key not in defaults or value == defaults[key] or key == "tiny" or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         parts.append(flag if value is True else f"{flag} {value}")
@@ -1189,8 +1581,11 @@ def _device(text: str) -> torch.device:
     return device
 
 
-def resolve(args: argparse.Namespace, shapes: Sequence[Shape] | None = None) -> Config:
-    """Checks the options and turns them into a Config; raises BenchError naming the bad option."""
+def resolve(args: argparse.Namespace, shapes: Sequence[Shape] | None = None,
+            models: dict[str, Callable[..., Any]] | None = None) -> Config:
+    """Checks the options and turns them into a Config; raises BenchError naming the bad option.
+
+    models: the registry that --models names come from (default atrous.models.MODELS)."""
     device = _device(args.device)
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or any(o not in OPS for o in ops):
@@ -1203,6 +1598,12 @@ def resolve(args: argparse.Namespace, shapes: Sequence[Shape] | None = None) -> 
             raise BenchError(f"{option}: expected seconds >= 0, got {value}")
     if args.tolerance is not None and not args.tolerance > 0:
         raise BenchError(f"--tolerance: expected a positive number, got {args.tolerance}")
+    if args.models is not None:
+        return _resolve_models(args, device, models)
+    for option, value in (("--size", args.size), ("--steps", args.steps), ("--layout", args.layout)):
+        if value is not None:
+            raise BenchError(f"{option}: applies to the model mode only; add --models (the layer benchmark "
+                             "times both layouts on each shape's own size)")
     ladder_kind = None
     if args.ladder is not None:
         kinds = {v: k for k, v in OP_FUNCTION.items()} | {k: k for k in OP_FUNCTION}
@@ -1234,6 +1635,44 @@ def resolve(args: argparse.Namespace, shapes: Sequence[Shape] | None = None) -> 
         update_readme=Path(args.update_readme) if args.update_readme else None,
         ladder=OP_FUNCTION[ladder_kind] if ladder_kind else None, rung_budget_s=args.rung_budget,
         copy_bytes=(16 << 20) if args.tiny else 256 << 20,
+    )
+
+
+def _resolve_models(args: argparse.Namespace, device: torch.device,
+                    registry: dict[str, Callable[..., Any]] | None) -> Config:
+    """resolve() for the model mode: --models, --size, --batch, --steps, --layout."""
+    for option, value in (("--ladder", args.ladder), ("--shapes", args.shapes),
+                          ("--ops", None if args.ops == ",".join(OPS) else args.ops)):
+        if value is not None:
+            raise BenchError(f"{option}: selects layers, not models; with --models use --size, --batch "
+                             "and --steps")
+    registry = model_registry() if registry is None else dict(registry)
+    patterns = [p.strip() for p in args.models.split(",") if p.strip()]
+    if not patterns:
+        raise BenchError(f"--models: expected comma-separated names or globs from {', '.join(registry)}, "
+                         f"got {args.models!r}")
+    names = select_models(registry, patterns)
+    steps = [p.strip() for p in (args.steps or ",".join(MODEL_STEPS)).split(",") if p.strip()]
+    if not steps or any(p not in MODEL_STEPS for p in steps):
+        raise BenchError(f"--steps: expected comma-separated names from {', '.join(MODEL_STEPS)}, "
+                         f"got {args.steps!r}")
+    if args.size is not None and args.size < 1:
+        raise BenchError(f"--size: expected a positive integer, got {args.size}")
+    size = args.size or (TINY_MODEL_SIZE if args.tiny
+                         else QUICK_MODEL_SIZE if args.quick else DEFAULT_MODEL_SIZE)
+    batches = (_positive_ints(args.batch, "--batch") if args.batch
+               else QUICK_MODEL_BATCHES if args.quick or args.tiny else DEFAULT_MODEL_BATCHES)
+    repeats = args.repeats or (QUICK_MODEL_REPEATS if args.quick else DEFAULT_MODEL_REPEATS)
+    budget = args.budget if args.budget is not None else QUICK_BUDGET_S if args.quick else DEFAULT_BUDGET_S
+    return Config(
+        device=device, dtype=getattr(torch, args.dtype), ops=(), cases=[],
+        plan=TimingPlan(warmup=args.warmup, repeats=repeats, budget_s=budget),
+        tolerance=args.tolerance or TOLERANCE[args.dtype], out=Path(args.out), command=command_line(args),
+        update_readme=Path(args.update_readme) if args.update_readme else None,
+        copy_bytes=(16 << 20) if args.tiny else 256 << 20,
+        model_cases=[ModelCase(name, b, size) for name in names for b in batches],
+        steps=tuple(s for s in MODEL_STEPS if s in steps), layout=args.layout or "nchw",
+        grad_tolerance=GRAD_TOLERANCE[args.dtype], factories={name: registry[name] for name in names},
     )
 
 
@@ -1288,6 +1727,8 @@ def run(cfg: Config, ops: Any = None, echo: Callable[[str], None] = print) -> di
         copy_gbps = report["machine"]["copy_bandwidth"]["GBps"]
         if cfg.ladder:
             return _run_ladder_mode(cfg, timer, copy_gbps, ops, report, echo)
+        if cfg.model_cases:
+            return _run_model_mode(cfg, timer, report, echo)
         echo(_header_lines(report)[0])
         echo(f"{len(cfg.cases)} cases; a line per case as it finishes, then the tables")
         results = []
@@ -1335,12 +1776,13 @@ def _run_ladder_mode(cfg: Config, timer, copy_gbps: float, ops: Any, report: dic
     return report
 
 
-def _write(report: dict, cfg: Config, stem: str, plot: Callable[[dict, Path], Path], echo) -> None:
+def _write(report: dict, cfg: Config, stem: str, plot: Callable[[dict, Path], Path], echo,
+           markdown: Callable[[dict], str] = markdown_report) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / f"{stem}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     written = [f"{stem}.json"]
     if not report.get("ladder"):
-        (cfg.out / f"{stem}.md").write_text(markdown_report(report) + "\n")
+        (cfg.out / f"{stem}.md").write_text(markdown(report) + "\n")
         written.append(f"{stem}.md")
     try:
         plot(report, cfg.out / f"{stem}.png")
@@ -1351,18 +1793,25 @@ def _write(report: dict, cfg: Config, stem: str, plot: Callable[[dict, Path], Pa
 
 
 def report_ok(report: dict) -> bool:
+    if report.get("models") is not None:
+        return all(r["ok"] for r in report["models"])
     if report.get("ladder"):
         return all(r.get("ok", True) and "error" not in r for r in report["ladder"]["rows"])
     return all(r["ok"] for r in report["results"])
 
 
-def main(args: argparse.Namespace, shapes: Sequence[Shape] | None = None, ops: Any = None) -> int:
-    """Entry point of `python -m atrous bench`. shapes/ops: replacements for tests and notebooks."""
+def main(args: argparse.Namespace, shapes: Sequence[Shape] | None = None, ops: Any = None,
+         models: dict[str, Callable[..., Any]] | None = None) -> int:
+    """Entry point of `python -m atrous bench`. shapes/ops/models: replacements for tests and notebooks
+    (models: name -> factory(num_classes=..., output_stride=...), instead of atrous.models.MODELS)."""
+    if args.list and args.models is not None:
+        print(_list_models(model_registry() if models is None else models))
+        return EXIT_OK
     if args.list:
         print(_list_shapes(TINY_SHAPES if args.tiny else SHAPES if shapes is None else shapes))
         return EXIT_OK
     try:
-        cfg = resolve(args, shapes)
+        cfg = resolve(args, shapes, models)
         report = run(cfg, ops)
     except BenchError as exc:
         print(f"python -m atrous bench: error: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ import math
 import statistics
 import time
 import types
+import warnings
 
 import matplotlib
 import pytest
@@ -19,9 +20,9 @@ matplotlib.use("Agg")  # headless
 FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0")
 
 
-def run(*argv, ops=None, shapes=None):
+def run(*argv, ops=None, shapes=None, models=None):
     args = bench.build_parser().parse_args([str(a) for a in argv])
-    return bench.main(args, shapes=shapes, ops=ops)
+    return bench.main(args, shapes=shapes, ops=ops, models=models)
 
 
 def real_ops(**overrides):
@@ -381,3 +382,173 @@ def test_ladder_needs_the_rungs(tmp_path, capsys):
 def test_python_m_atrous_bench(capsys):
     assert atrous_main.main(["bench", "--list"]) == 0
     assert "os16-middle-dw728" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# Model mode (--models): whole networks, impl="atrous" against impl="torch"
+# --------------------------------------------------------------------------------------------
+
+MODEL_FAST = ("--tiny", "--repeats", "1", "--warmup", "0", "--budget", "0")
+
+
+class TinySegNet(torch.nn.Module):
+    """DeepLab in miniature: strided stem, atrous separable block, dropout, 1x1 classifier, upsampling.
+    groups=2 adds a grouped conv, which has no atrous kernel (an error under impl="atrous")."""
+
+    def __init__(self, num_classes=21, output_stride=16, groups=1):
+        from atrous.nn import AtrousConv2d, AtrousSeparableConv2d, ConvBNAct
+
+        super().__init__()
+        self.stem = ConvBNAct(3, 8, 3, stride=2)
+        self.block = AtrousSeparableConv2d(8, 8, dilation=2)
+        self.mix = ConvBNAct(8, 8, 3, groups=groups)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.classifier = AtrousConv2d(8, num_classes, 1)
+
+    def forward(self, x):
+        y = self.classifier(self.dropout(self.mix(self.block(self.stem(x)))))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class Doubled(TinySegNet):
+    """Right under impl="torch", twice too large under impl="atrous": what a broken kernel looks like."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return 2 * y if self.classifier.impl == "atrous" else y
+
+
+TINY_MODELS = {"tiny_segnet": TinySegNet, "tiny_doubled": Doubled,
+               "tiny_grouped": lambda **kw: TinySegNet(groups=2, **kw)}
+
+
+def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_and_readme(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.MODELS_README_START}\nold\n{bench.MODELS_README_END}\nend\n")
+    assert run(*MODEL_FAST, "--models", "tiny_segnet", "--size", "17", "--batch", "1,2", "--out", tmp_path,
+               "--update-readme", readme, models=TINY_MODELS) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "models.json").read_text())
+    assert report["results"] == [] and report["summary"] == []  # the layer benchmark did not run
+    settings = report["settings"]
+    assert settings["models"] == ["tiny_segnet"] and settings["steps"] == list(bench.MODEL_STEPS)
+    assert settings["sizes"] == [17] and settings["batches"] == [1, 2] and settings["layout"] == "nchw"
+    assert [r["name"] for r in report["models"]] == ["tiny_segnet-17-n1", "tiny_segnet-17-n2"]
+
+    from atrous import ops
+
+    for r in report["models"]:
+        assert r["ok"] and r["input"] == f"{r['batch']}x3x17x17"
+        assert list(r["steps"]) == ["forward", "train", "fused"]
+        assert r["params"] == sum(p.numel() for p in TinySegNet().parameters())
+        for step, rec in r["steps"].items():
+            med = {impl: rec["timings_ms"][impl]["median"] for impl in ("atrous", "torch")}
+            assert all(len(rec["timings_ms"][impl]["runs"]) == 1 for impl in med)
+            for impl, ms in med.items():  # per image and per second come from the medians
+                assert rec["ms_per_image"][impl] == pytest.approx(ms / r["batch"])
+                assert rec["images_per_s"][impl] == pytest.approx(1e3 * r["batch"] / ms)
+            assert rec["speedup"] == pytest.approx(med["torch"] / med["atrous"])
+            assert rec["check"] == "ok" and rec["max_rel_err"] <= 1e-4
+            assert ("grad_rel_err" in rec) == (step == "train")
+        assert r["steps"]["train"]["grad_rel_err"] <= 1e-3  # a small network: far below the bound
+        fused_op = int(hasattr(ops, "separable_conv2d"))
+        assert r["fused_separable_blocks"] == {"fused_op": fused_op, "separable": 1}
+    (forward, train, fused) = report["models_summary"]
+    assert (forward["step"], train["step"], fused["step"]) == bench.MODEL_STEPS
+    xs = [r["steps"]["forward"]["speedup"] for r in report["models"]]
+    assert forward["count"] == 2 and forward["x"] == pytest.approx(math.sqrt(xs[0] * xs[1]))
+    assert forward["min"] == {"value": min(xs), "case": report["models"][xs.index(min(xs))]["name"]}
+
+    assert is_png(tmp_path / "models.png")
+    markdown = (tmp_path / "models.md").read_text()
+    assert "| tiny_segnet-17-n2 | 2x3x17x17 | train |" in markdown
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{bench.MODELS_README_START}\n") and text.endswith(
+        f"{bench.MODELS_README_END}\nend\n")
+    assert "old" not in text and "--models tiny_segnet" in text
+    for line in ("models: impl='atrous' against impl='torch'", "tiny_segnet-17-n1  1x3x17x17  forward",
+                 "tiny_segnet-17-n2  2x3x17x17  train", "tiny_segnet-17-n2  2x3x17x17  fused",
+                 "training step (forward + loss + backward + SGD)",
+                 "wrote models.json, models.md, models.png"):
+        assert line in out
+
+
+def test_model_mode_marks_disagreeing_and_failing_impls(tmp_path, capsys):
+    assert run(*MODEL_FAST, "--models", "tiny_doubled,tiny_grouped", "--size", "9",
+               "--layout", "channels_last", "--out", tmp_path, models=TINY_MODELS) == bench.EXIT_MISMATCH
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "models.json").read_text())
+    doubled, grouped = report["models"]
+    for step, rec in doubled["steps"].items():
+        assert rec["check"] == "MISMATCH" and rec["max_rel_err"] > 1e-2, step  # output or loss
+    assert doubled["steps"]["train"]["grad_rel_err"] > bench.GRAD_TOLERANCE["float32"]
+    for step, rec in grouped["steps"].items():  # torch runs the grouped conv, the atrous kernels do not
+        assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch"], step
+        assert rec["timings_ms"]["atrous"]["error"].startswith("NotImplementedError: AtrousConv2d: groups=2")
+        assert rec["speedup"] is None and "max_rel_err" not in rec
+    assert all(line["count"] == 0 for line in report["models_summary"])  # wrong rows never count
+    assert "MISMATCH" in out and "ERROR; atrous: NotImplementedError" in out
+
+
+def test_model_mode_on_a_real_deeplab(tmp_path):
+    """DeepLabV3 MobileNetV3-Large at 33x33 (a few seconds): every step runs and agrees, channels_last too."""
+    from atrous.models import AtrousRateWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtrousRateWarning)  # 3x3 maps at 33x33: the harness silences it
+        assert run(*MODEL_FAST, "--models", "deeplabv3_mobilenet_v3_large", "--layout", "channels_last",
+                   "--out", tmp_path) == 0
+    (r,) = json.loads((tmp_path / "models.json").read_text())["models"]
+    assert r["name"] == "deeplabv3_mobilenet_v3_large-33-n1" and r["layout"] == "channels_last"
+    assert all(rec["ok"] and rec["speedup"] > 0 for rec in r["steps"].values())
+
+
+def test_model_mode_defaults_and_quick_config():
+    def config(*argv):
+        return bench.resolve(bench.build_parser().parse_args(list(argv)))
+
+    full = config("--models")
+    assert [c.name for c in full.model_cases] == [
+        "deeplabv3plus_xception65-513-n1", "deeplabv3plus_xception65-513-n8",
+        "deeplabv3_mobilenet_v3_large-513-n1", "deeplabv3_mobilenet_v3_large-513-n8"]
+    assert full.steps == ("forward", "train", "fused") and full.layout == "nchw" and not full.cases
+    assert full.plan.repeats == bench.DEFAULT_MODEL_REPEATS and full.grad_tolerance == 0.1
+    quick = config("--models", "--quick")
+    assert {(c.size, c.batch) for c in quick.model_cases} == {(bench.QUICK_MODEL_SIZE, 1)}
+    assert quick.plan.repeats == bench.QUICK_MODEL_REPEATS and quick.plan.budget_s == bench.QUICK_BUDGET_S
+    mine = config("--models", "deeplabv3plus_*65,deeplabv3_mobilenet*", "--size", "129", "--batch", "2",
+                  "--steps", "fused,forward", "--repeats", "7", "--layout", "channels_last")
+    assert [c.name for c in mine.model_cases] == ["deeplabv3plus_xception65-129-n2",
+                                                  "deeplabv3_mobilenet_v3_large-129-n2"]
+    assert mine.steps == ("forward", "fused") and mine.plan.repeats == 7 and mine.layout == "channels_last"
+    assert set(mine.factories) == {"deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large"}
+    args = bench.build_parser().parse_args(["--models", "--quick"])
+    assert bench.command_line(args) == ("python -m atrous bench --quick --models "
+                                        "deeplabv3plus_xception65,deeplabv3_mobilenet_v3_large")
+
+
+def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
+    cases = [
+        (("--models", "deeplabv3plus_xception99"),
+         "--models: 'deeplabv3plus_xception99' matches no model; expected comma-separated names or globs "
+         "from deeplabv3_resnet50"),
+        (("--models", ","), "--models: expected comma-separated names or globs"),
+        (("--models", "--steps", "forward,backward"), "--steps: expected comma-separated names from forward"),
+        (("--models", "--size", "0"), "--size: expected a positive integer, got 0"),
+        (("--models", "--batch", "0"), "--batch: expected comma-separated positive integers"),
+        (("--models", "--shapes", "tiny-dw*"), "--shapes: selects layers, not models"),
+        (("--models", "--ladder", "depthwise"), "--ladder: selects layers, not models"),
+        (("--models", "--ops", "depthwise"), "--ops: selects layers, not models"),
+        (("--size", "65",), "--size: applies to the model mode only; add --models"),
+        (("--steps", "forward"), "--steps: applies to the model mode only"),
+        (("--layout", "channels_last"), "--layout: applies to the model mode only"),
+    ]
+    for argv, message in cases:
+        assert run(*MODEL_FAST, "--out", tmp_path, *argv) == bench.EXIT_ERROR, argv
+        assert message in capsys.readouterr().err, argv
+    assert not any(tmp_path.iterdir())  # nothing ran
+    assert run("--models", "--list") == 0
+    out = capsys.readouterr().out
+    assert "deeplabv3_resnet101" in out
+    assert [line.split() for line in out.splitlines() if "default" in line.split()] == [
+        [name, "default"] for name in bench.model_registry() if name in bench.DEFAULT_MODELS]
