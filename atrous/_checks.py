@@ -241,8 +241,12 @@ def check_backward_bias(op: str, grad_output) -> None:
     _check_4d(op, "grad_output", grad_output, "(N, C_out, H_out, W_out)")
 
 
-def output_memory_format(t: torch.Tensor) -> torch.memory_format:
-    """The layout rule of every op's 4-D output (see csrc/common/checks.h)."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
+def _is_channels_last(t) -> bool:
+    return (t is not None and t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def output_memory_format(t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.memory_format:
+    """The layout rule of every op's 4-D output (see csrc/common/checks.h): channels_last when
+    the input (or grad_output) or the weight is channels_last."""
+    return torch.channels_last if _is_channels_last(t) or _is_channels_last(weight) else torch.contiguous_format

@@ -11,9 +11,9 @@ separable convolution for inference:
                      dilation=1, activation=None)
 
 They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
-F.conv2d(..., groups=C) / F.conv2d(...). Output layout: channels_last when the input is
-channels_last, else contiguous NCHW (the same rule for every op, including backward ops,
-which follow grad_output). `algo` picks a rung of the op's kernel ladder, from the readable
+F.conv2d(..., groups=C) / F.conv2d(...). Output layout, PyTorch's rule: channels_last when the
+input or the weight is channels_last, else contiguous NCHW (backward ops follow grad_output and
+the weight). `algo` picks a rung of the op's kernel ladder, from the readable
 "naive" version to the fastest (`algorithms(name)` lists them); the backward pass uses the
 same rung. Gradients are registered with torch.library.register_autograd and
 the backward ops are differentiable too, so double backward (gradgradcheck) works.
@@ -195,9 +195,9 @@ def separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, pa
 # Fake kernels: shapes, dtypes and layouts without computing (torch.compile, export, meta)
 # --------------------------------------------------------------------------------------------
 
-def _empty(shape, like: torch.Tensor, layout_of: torch.Tensor) -> torch.Tensor:
+def _empty(shape, like: torch.Tensor, layout_of: torch.Tensor, weight=None) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device,
-                       memory_format=_checks.output_memory_format(layout_of))
+                       memory_format=_checks.output_memory_format(layout_of, weight))
 
 
 def _register_fakes(kind: str, name: str) -> None:
@@ -208,13 +208,13 @@ def _register_fakes(kind: str, name: str) -> None:
         def _forward(input, weight, bias, algo="auto"):
             g = _checks.check_forward(op, kind, input, weight, bias, (), (), ())
             _check_algo(op, name, algo)
-            return _empty(g.output_shape, input, input)
+            return _empty(g.output_shape, input, input, weight)
 
         @torch.library.register_fake(f"atrous::{name}_backward_input")
         def _backward_input(grad_output, weight, algo="auto"):
             g = _checks.check_pointwise_backward_input(op + "_backward_input", grad_output, weight)
             _check_algo(op + "_backward_input", name, algo)
-            return _empty(g.input_shape, grad_output, grad_output)
+            return _empty(g.input_shape, grad_output, grad_output, weight)
 
         @torch.library.register_fake(f"atrous::{name}_backward_weight")
         def _backward_weight(grad_output, input, algo="auto"):
@@ -227,14 +227,14 @@ def _register_fakes(kind: str, name: str) -> None:
     def _forward(input, weight, bias, stride, padding, dilation, algo="auto"):
         g = _checks.check_forward(op, kind, input, weight, bias, stride, padding, dilation)
         _check_algo(op, name, algo)
-        return _empty(g.output_shape, input, input)
+        return _empty(g.output_shape, input, input, weight)
 
     @torch.library.register_fake(f"atrous::{name}_backward_input")
     def _backward_input(grad_output, weight, input_size, stride, padding, dilation, algo="auto"):
         _checks.check_backward_input(op + "_backward_input", kind, grad_output, weight,
                                      input_size, stride, padding, dilation)
         _check_algo(op + "_backward_input", name, algo)
-        return _empty(tuple(input_size), grad_output, grad_output)
+        return _empty(tuple(input_size), grad_output, grad_output, weight)
 
     @torch.library.register_fake(f"atrous::{name}_backward_weight")
     def _backward_weight(grad_output, input, weight_size, stride, padding, dilation, algo="auto"):
@@ -249,7 +249,7 @@ def _separable_conv2d_fake(input, dw_weight, dw_bias, pw_weight, pw_bias, stride
                            activation="none"):
     g = _checks.check_separable("atrous.separable_conv2d", input, dw_weight, dw_bias, pw_weight, pw_bias,
                                 stride, padding, dilation, activation)
-    return _empty((g.batch, pw_weight.shape[0], g.out_h, g.out_w), input, input)
+    return _empty((g.batch, pw_weight.shape[0], g.out_h, g.out_w), input, input, pw_weight)
 
 
 @torch.library.register_fake("atrous::conv2d_backward_bias")

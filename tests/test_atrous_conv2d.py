@@ -63,3 +63,28 @@ def test_dilated_kernel_wider_than_input_with_padding():
     w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
     y = ops.atrous_conv2d(x, w, padding=12, dilation=12)
     torch.testing.assert_close(y, F.conv2d(x, w[:, :, 1:2, 1:2]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("op_name", ["depthwise", "pointwise", "dense"])
+@pytest.mark.parametrize("input_cl,weight_cl", [(False, False), (True, False), (False, True), (True, True)])
+def test_output_layout_follows_pytorch(op_name, input_cl, weight_cl):
+    # PyTorch's rule: channels_last out when the input or the weight is channels_last, so a
+    # model converted with .to(memory_format=torch.channels_last) stays channels_last.
+    torch.manual_seed(6)
+    x = torch.randn(2, 8, 9, 9, dtype=torch.float64)
+    shapes = {"depthwise": (8, 1, 3, 3), "pointwise": (6, 8, 1, 1), "dense": (6, 8, 3, 3)}
+    w = torch.randn(*shapes[op_name], dtype=torch.float64)
+    groups = 8 if op_name == "depthwise" else 1
+    pad = 0 if op_name == "pointwise" else 1
+    cl = torch.channels_last
+    if input_cl:
+        x = x.contiguous(memory_format=cl)
+    if weight_cl:
+        w = w.contiguous(memory_format=cl)
+    ours = {"depthwise": lambda: ops.depthwise_conv2d(x, w, padding=pad),
+            "pointwise": lambda: ops.pointwise_conv2d(x, w),
+            "dense": lambda: ops.atrous_conv2d(x, w, padding=pad)}[op_name]()
+    theirs = F.conv2d(x, w, padding=pad, groups=groups)
+    torch.testing.assert_close(ours, theirs)
+    assert ours.is_contiguous(memory_format=cl) == theirs.is_contiguous(memory_format=cl)
+    assert ours.is_contiguous() == theirs.is_contiguous()

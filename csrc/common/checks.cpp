@@ -133,11 +133,15 @@ void check_grad_output_shape(const char* op, const at::Tensor& grad_output,
 
 }  // namespace
 
-at::MemoryFormat output_memory_format(const at::Tensor& t) {
-  if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
-    return at::MemoryFormat::ChannelsLast;
-  }
-  return at::MemoryFormat::Contiguous;
+namespace {
+bool is_channels_last(const at::Tensor& t) {
+  return t.defined() && t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+}  // namespace
+
+at::MemoryFormat output_memory_format(const at::Tensor& t, const at::Tensor& weight) {
+  return is_channels_last(t) || is_channels_last(weight) ? at::MemoryFormat::ChannelsLast
+                                                          : at::MemoryFormat::Contiguous;
 }
 
 ConvGeometry check_forward(const char* op, ConvKind kind, const at::Tensor& input,

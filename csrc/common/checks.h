@@ -55,9 +55,11 @@ ConvGeometry check_separable(const char* op, const at::Tensor& input, const at::
 // Validates grad_output of the bias gradient (sum over N, H, W).
 void check_backward_bias(const char* op, const at::Tensor& grad_output);
 
-// Output layout rule of every op: channels_last when the first tensor argument is
-// channels_last (and not also NCHW-contiguous, as happens when C == 1 or H == W == 1),
-// otherwise NCHW. The Python fake kernels apply the same rule.
-at::MemoryFormat output_memory_format(const at::Tensor& t);
+// Output layout rule of every op, PyTorch's for convolutions: channels_last when the first
+// tensor argument (input, or grad_output) or the weight is channels_last (and not also
+// NCHW-contiguous, as happens when C == 1 or H == W == 1), otherwise NCHW. A model converted
+// with .to(memory_format=torch.channels_last) therefore stays channels_last. The Python fake
+// kernels apply the same rule.
+at::MemoryFormat output_memory_format(const at::Tensor& t, const at::Tensor& weight = at::Tensor());
 
 }  // namespace atrous

@@ -126,7 +126,7 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor w = weight.contiguous();      // (C_out, C, kh, kw)
   const bool has_bias = bias.has_value() && bias->defined();
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
-                             x.options().memory_format(output_memory_format(input)));
+                             x.options().memory_format(output_memory_format(input, weight)));
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "atrous_conv2d_cpu", [&] {
@@ -155,7 +155,7 @@ at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor
   }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor w = weight.contiguous();  // (C_out, C, kh, kw)
-  const auto format = output_memory_format(grad_output);
+  const auto format = output_memory_format(grad_output, weight);
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
   at::Tensor grad_in;
@@ -180,7 +180,7 @@ at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor
                        grad_in.mutable_data_ptr<scalar_t>() + n * g.in_channels * g.in_h * g.in_w,
                        g, cols);
     }
-    grad_in = to_output_format(grad_in, grad_output);
+    grad_in = to_output_format(grad_in, grad_output, weight);
   });
   return grad_in;
 }

@@ -29,8 +29,9 @@ inline int64_t grain_for(int64_t work) {
 
 // Applies the documented output layout rule (checks.h) to a kernel's result, in whatever
 // layout the kernel wrote it (a no-op when they agree).
-inline at::Tensor to_output_format(const at::Tensor& out, const at::Tensor& ref) {
-  return out.contiguous(output_memory_format(ref));
+inline at::Tensor to_output_format(const at::Tensor& out, const at::Tensor& ref,
+                                   const at::Tensor& weight = at::Tensor()) {
+  return out.contiguous(output_memory_format(ref, weight));
 }
 
 // Column interval of every horizontal tap j (see tap_output_range).
@@ -62,7 +63,7 @@ at::Tensor run_forward(at::MemoryFormat format, const at::Tensor& input,
     rung(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
          has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>());
   });
-  return to_output_format(out, input);
+  return to_output_format(out, input, weight);
 }
 
 // rung(gy, w, gx) computes the input gradient gx of shape input_size.
@@ -75,7 +76,7 @@ at::Tensor run_backward_input(at::MemoryFormat format, const at::Tensor& grad_ou
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_backward_input_cpu", [&] {
     rung(go.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), grad_in.mutable_data_ptr<scalar_t>());
   });
-  return to_output_format(grad_in, grad_output);
+  return to_output_format(grad_in, grad_output, weight);
 }
 
 // rung(gy, x, gw) computes the weight gradient gw of shape weight_size.

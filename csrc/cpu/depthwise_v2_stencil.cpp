@@ -116,23 +116,20 @@ struct PlaneLayout {
   }
 };
 
-// out[q] = init + sum_t weights[t] * src[offsets[t] + q] for q in [q0, q1), one chunk of
-// kChunk outputs at a time, its sums held in kVectors registers across all taps.
-// Writes up to kChunk - 1 elements past q1 (into slack or the next segment, rewritten later).
+// dst[0:kChunk) = init + sum_t weights[t] * src[offsets[t] + q + 0:kChunk): one chunk of
+// outputs, its sums held in kVectors registers across all taps.
 template <typename T>
-void shifted_sum(const T* __restrict src, const int64_t* offsets, const T* weights, int64_t taps,
-                 T init, int64_t q0, int64_t q1, T* __restrict out) {
+inline void shifted_chunk(const T* __restrict src, const int64_t* offsets, const T* weights, int64_t taps,
+                          T init, int64_t q, T* __restrict dst) {
   constexpr int64_t L = simd::kLanes<T, 32>;
-  for (int64_t q = q0; q < q1; q += kChunk<T>) {
-    V<T> acc[kVectors];
-    for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T, 32>(init);
-    for (int64_t t = 0; t < taps; ++t) {
-      const T* s = src + offsets[t] + q;
-      const V<T> w = simd::broadcast<T, 32>(weights[t]);
-      for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load<T, 32>(s + k * L);
-    }
-    for (int k = 0; k < kVectors; ++k) simd::store<T, 32>(out + q + k * L, acc[k]);
+  V<T> acc[kVectors];
+  for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T, 32>(init);
+  for (int64_t t = 0; t < taps; ++t) {
+    const T* s = src + offsets[t] + q;
+    const V<T> w = simd::broadcast<T, 32>(weights[t]);
+    for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load<T, 32>(s + k * L);
   }
+  for (int k = 0; k < kVectors; ++k) simd::store<T, 32>(dst + k * L, acc[k]);
 }
 
 // sum over q in [q0, q1) of a[q] * b[q]: vector partial sums, then a fixed-order reduction.
@@ -181,22 +178,40 @@ StencilPlan make_plan(const PlaneLayout& layout, int64_t sources) {
 }
 
 // Runs the planned stencil over the planes in `buf` with weights[s] (kh x kw) for source s,
-// into the output plane `out` (Ho x Wo), through the pitched scratch plane.
+// into the output plane `out` (Ho x Wo).
+// Narrow rows (Wo < 2 chunks) are computed flat, chunk after chunk across row ends, into the
+// pitched scratch plane and then copied out: a chunk per row would waste most of its lanes.
+// Wide rows are computed straight into the output row by row, the last chunk of a row shifted
+// left to end at the row's end (it recomputes a few outputs with identical results).
 template <typename T>
 void stencil_plane(const PlaneLayout& layout, const StencilPlan& plan, const T* buf,
                    const T* const* weights, T init, T* pitched, T* out, std::vector<T>& tap_weights) {
+  constexpr int64_t C = kChunk<T>;
+  const bool by_rows = layout.out_w >= 2 * C;
   for (const auto& seg : plan.segments) {
     const int64_t taps = static_cast<int64_t>(seg.offsets.size());
     tap_weights.resize(taps);
     for (int64_t t = 0; t < taps; ++t) tap_weights[t] = weights[seg.source[t]][seg.weight_index[t]];
-    shifted_sum<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, seg.q0, seg.q1, pitched);
+    if (!by_rows) {  // may write up to C - 1 past q1: slack, or the next segment's rows
+      for (int64_t q = seg.q0; q < seg.q1; q += C)
+        shifted_chunk<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, q, pitched + q);
+      continue;
+    }
+    for (int64_t row = seg.q0 / layout.pitch; row < seg.q1 / layout.pitch; ++row) {
+      const int64_t q_row = row * layout.pitch;
+      T* dst = out + row * layout.out_w;
+      for (int64_t ow = 0; ow < layout.out_w; ow += C) {
+        const int64_t o = std::min(ow, layout.out_w - C);
+        shifted_chunk<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, q_row + o, dst + o);
+      }
+    }
   }
   for (int64_t oh = 0; oh < layout.out_h; ++oh) {
     T* dst = out + oh * layout.out_w;
-    if (plan.covered[oh]) {
-      simd::copy(pitched + oh * layout.pitch, dst, layout.out_w);
-    } else {
+    if (!plan.covered[oh]) {
       std::fill(dst, dst + layout.out_w, init);
+    } else if (!by_rows) {
+      simd::copy(pitched + oh * layout.pitch, dst, layout.out_w);
     }
   }
 }

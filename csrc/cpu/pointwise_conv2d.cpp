@@ -88,7 +88,7 @@ at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor w = weight.contiguous();   // (C_out, C, 1, 1)
   const bool has_bias = bias.has_value() && bias->defined();
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
-                             x.options().memory_format(output_memory_format(input)));
+                             x.options().memory_format(output_memory_format(input, weight)));
   const bool one = batch_is_one_matrix(x) && batch_is_one_matrix(out);
   const int64_t matrices = one ? 1 : g.batch, cols = (one ? g.batch : 1) * g.out_h * g.out_w;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pointwise_conv2d_cpu", [&] {
@@ -115,7 +115,7 @@ at::Tensor pointwise_backward_input(const at::Tensor& grad_output, const at::Ten
   const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
   const at::Tensor w = weight.contiguous();          // (C_out, C, 1, 1)
   at::Tensor grad_in = at::empty({g.batch, g.in_channels, g.in_h, g.in_w},
-                                 go.options().memory_format(output_memory_format(grad_output)));
+                                 go.options().memory_format(output_memory_format(grad_output, weight)));
   const bool one = batch_is_one_matrix(go) && batch_is_one_matrix(grad_in);
   const int64_t matrices = one ? 1 : g.batch, cols = (one ? g.batch : 1) * g.in_h * g.in_w;
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_input_cpu", [&] {

@@ -82,7 +82,7 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
       }
     });
   });
-  return out.contiguous(output_memory_format(input));
+  return out.contiguous(output_memory_format(input, pw_weight));
 }
 
 }  // namespace
