@@ -28,9 +28,6 @@
 # in CI.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")  # headless in CI; in Jupyter the figures still display inline
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -170,6 +167,7 @@ fig, ax = plt.subplots(figsize=(3.5, 3.5))
 ax.imshow(measured.mask, cmap="Greys")
 ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, ec="tab:red"))
 ax.set_title("central output: 9 taps, RF 13x13")
+plt.close(fig)  # shown once, as the cell's value (CI runs headless with MPLBACKEND=Agg)
 fig
 
 # %% [markdown]

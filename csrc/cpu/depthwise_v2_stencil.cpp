@@ -29,7 +29,7 @@
 namespace atrous::cpu::depthwise::stencil {
 namespace {
 
-// Vectors of running sums per chunk of outputs (2 x 16 floats or 2 x 8 doubles).
+// Vectors of running sums per chunk of outputs (4 x 8 floats or 4 x 4 doubles).
 constexpr int kVectors = 4;
 template <typename T>
 constexpr int kChunk = kVectors * simd::kLanes<T, 32>;

@@ -14,8 +14,10 @@ namespace {
 
 // Block sizes. The MR x NR tile of C lives in registers: 8 rows x 2 vectors = 16 AVX-512
 // registers of sums, enough independent FMAs to hide their latency (a 6 x 1-vector tile
-// reached 65% of the core's peak in isolation, 8 x 2 vectors 93%). A KC x NR panel of B stays
-// in L1, an MC x KC block of A in L2, KC x NC of B in L3.
+// reached 65% of the core's peak in isolation, 8 x 2 vectors 93%). An MC x KC block of A and a
+// KC x NR panel of B (48 KB at KC = 384, more than Zen 4's 32 KB L1: it streams from L2, which
+// measured faster than KC = 256 with its extra passes over C) are reused from L2, KC x NC of B
+// from L3.
 template <typename T>
 struct Blocking {
   static constexpr int MR = 8, NV = 2;
