@@ -178,40 +178,28 @@ StencilPlan make_plan(const PlaneLayout& layout, int64_t sources) {
 }
 
 // Runs the planned stencil over the planes in `buf` with weights[s] (kh x kw) for source s,
-// into the output plane `out` (Ho x Wo).
-// Narrow rows (Wo < 2 chunks) are computed flat, chunk after chunk across row ends, into the
-// pitched scratch plane and then copied out: a chunk per row would waste most of its lanes.
-// Wide rows are computed straight into the output row by row, the last chunk of a row shifted
-// left to end at the row's end (it recomputes a few outputs with identical results).
+// into the output plane `out` (Ho x Wo): chunk after chunk across row ends into the pitched
+// scratch plane, then the Wo valid columns of each row are copied out. (Writing wide rows
+// straight into the output, the last chunk of a row shifted to end at the row's end, measured
+// no faster: the extra chunks per row cost what the copy saves.)
 template <typename T>
 void stencil_plane(const PlaneLayout& layout, const StencilPlan& plan, const T* buf,
                    const T* const* weights, T init, T* pitched, T* out, std::vector<T>& tap_weights) {
   constexpr int64_t C = kChunk<T>;
-  const bool by_rows = layout.out_w >= 2 * C;
   for (const auto& seg : plan.segments) {
     const int64_t taps = static_cast<int64_t>(seg.offsets.size());
     tap_weights.resize(taps);
     for (int64_t t = 0; t < taps; ++t) tap_weights[t] = weights[seg.source[t]][seg.weight_index[t]];
-    if (!by_rows) {  // may write up to C - 1 past q1: slack, or the next segment's rows
-      for (int64_t q = seg.q0; q < seg.q1; q += C)
-        shifted_chunk<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, q, pitched + q);
-      continue;
-    }
-    for (int64_t row = seg.q0 / layout.pitch; row < seg.q1 / layout.pitch; ++row) {
-      const int64_t q_row = row * layout.pitch;
-      T* dst = out + row * layout.out_w;
-      for (int64_t ow = 0; ow < layout.out_w; ow += C) {
-        const int64_t o = std::min(ow, layout.out_w - C);
-        shifted_chunk<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, q_row + o, dst + o);
-      }
-    }
+    // May write up to C - 1 past q1: into slack, or the next segment's rows (rewritten later).
+    for (int64_t q = seg.q0; q < seg.q1; q += C)
+      shifted_chunk<T>(buf, seg.offsets.data(), tap_weights.data(), taps, init, q, pitched + q);
   }
   for (int64_t oh = 0; oh < layout.out_h; ++oh) {
     T* dst = out + oh * layout.out_w;
-    if (!plan.covered[oh]) {
-      std::fill(dst, dst + layout.out_w, init);
-    } else if (!by_rows) {
+    if (plan.covered[oh]) {
       simd::copy(pitched + oh * layout.pitch, dst, layout.out_w);
+    } else {
+      std::fill(dst, dst + layout.out_w, init);
     }
   }
 }
