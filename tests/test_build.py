@@ -27,6 +27,24 @@ def test_every_operator_has_a_cpu_kernel():
     assert all(row["CPU"] for row in table.values()), table
 
 
+def test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled():
+    ext = _extension.load()
+    if not ext.with_cuda:
+        pytest.skip("this build has no CUDA kernels (test_cuda_sources_compiled_when_expected says whether it should)")
+    table = info.kernel_table()
+    missing = [name for name, row in table.items() if not row["CUDA"]]
+    assert not missing, f"operators without a CUDA kernel: {missing}"
+
+
+def test_info_lists_the_compiled_cuda_architectures():
+    ext = _extension.load()
+    if not ext.with_cuda:
+        pytest.skip("this build has no CUDA kernels")
+    archs = info.compiled_archs(ext.cuda_build_info)
+    assert archs and all(re.fullmatch(r"sm_\d+", a) for a in archs), ext.cuda_build_info
+    assert f"CUDA archs   {', '.join(archs)}" in _run("-m", "atrous.info").stdout
+
+
 def test_cuda_sources_compiled_when_expected():
     # CI has a CUDA build of torch and nvcc: the CUDA half of the build must have been compiled
     # there. ATROUS_WITH_CUDA=0 (a CPU-only developer build) is the only accepted opt-out.

@@ -46,6 +46,10 @@ def load(verbose: bool = False) -> None:
     import torch
     from torch.utils import cpp_extension
 
+    # torch's JIT build runs `ninja`; the one installed beside this Python may not be on PATH.
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     include = toolkit_include()
     if include is None or not os.path.exists(os.path.join(include, "cuda_fp16.h")):
         raise RuntimeError("the CUDA emulation needs the CUDA toolkit's headers (cuda_fp16.h); none found")
