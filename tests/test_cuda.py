@@ -18,7 +18,6 @@ from conv_cases import lay_out
 from devices import CUDA_SKIP, requires_cuda
 
 A = torch.ops.atrous
-cuda = [pytest.mark.cuda, requires_cuda]
 
 # --------------------------------------------------------------------------------------------
 # Rules for CUDA tensors, checked without a GPU (fake CUDA tensors)
@@ -36,6 +35,8 @@ def test_each_device_has_its_own_ladder():
 
 
 HALF_TYPES = (torch.float16, torch.bfloat16)
+# Fake CUDA tensors need a CUDA build of torch (not a GPU).
+fake_cuda = pytest.mark.skipif(torch.version.cuda is None, reason="a CPU-only build of torch has no (fake) CUDA tensors")
 CUDA_DTYPES = "torch.float32, torch.float64, torch.float16 or torch.bfloat16"
 
 
@@ -60,6 +61,7 @@ def _every_op(device, dtype):
     ]
 
 
+@fake_cuda
 @pytest.mark.parametrize("dtype", HALF_TYPES)
 def test_fake_cuda_tensors_take_the_half_types(dtype):
     with FakeTensorMode():
@@ -67,6 +69,7 @@ def test_fake_cuda_tensors_take_the_half_types(dtype):
             assert out.dtype == dtype and out.device.type == "cuda"
 
 
+@fake_cuda
 def test_fake_cuda_tensors_name_the_cuda_dtypes_and_ladder():
     with FakeTensorMode():
         x, w = torch.zeros(1, 3, 8, 8, device="cuda", dtype=torch.int32), torch.zeros(3, 1, 3, 3, device="cuda")
