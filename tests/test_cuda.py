@@ -157,6 +157,25 @@ def test_cuda_kernels_match_our_cpu_kernels(case, dtype, tol, rung):
 @pytest.mark.cuda
 @requires_cuda
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_cuda_gemm_big_tiles_match_cpu(layout):
+    # Batch 8 of the middle-flow pointwise layer: enough tiles for the 128 x 128 GEMM kernel.
+    gen = torch.Generator().manual_seed(8)
+    x = lay_out(torch.randn(8, 728, 33, 33, generator=gen), layout)
+    w, b = torch.randn(728, 728, 1, 1, generator=gen) / 27, torch.randn(728, generator=gen)
+    xg, wg, bg = (t.cuda().requires_grad_(True) for t in (x, w, b))
+    y = ops.pointwise_conv2d(xg, wg, bg)
+    gy = torch.randn(y.shape, generator=gen)
+    grads = torch.autograd.grad(y, (xg, wg, bg), gy.cuda())
+    xc, wc, bc = (t.clone().requires_grad_(True) for t in (x, w, b))
+    yc = ops.pointwise_conv2d(xc, wc, bc)
+    expected = (yc, *torch.autograd.grad(yc, (xc, wc, bc), gy))
+    for got, want in zip((y, *grads), expected):
+        assert _rel_err(got.detach().cpu(), want.detach()) <= 1e-4
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_cuda_separable_matches_cpu(layout):
     gen = torch.Generator().manual_seed(3)
     x = lay_out(torch.randn(2, 32, 33, 33, generator=gen), layout)

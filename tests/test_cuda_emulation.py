@@ -154,3 +154,17 @@ def test_emulated_empty_batch_and_bias_gradient(emu):
     gy = torch.randn(3, 5, 70, 70)  # more than one chunk per channel in the two-pass reduction
     torch.testing.assert_close(emu.conv2d_backward_bias(gy.contiguous(memory_format=torch.channels_last)),
                                gy.double().sum((0, 2, 3)).float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_emulated_gemm_with_the_big_tiles(emu, dtype):
+    # 250 x 16899 outputs: 266 tiles of 128 x 128, enough (2 per multiprocessor of the emulated
+    # 132) for the 8 x 8-per-thread kernel; ragged in M, N and K (13 = one and a half K steps).
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 13, 131, 129, generator=gen).to(dtype)
+    w = torch.randn(250, 13, 1, 1, generator=gen).to(dtype)
+    b = torch.randn(250, generator=gen).to(dtype)
+    y = emu.pointwise_conv2d(x, w, b, "tiled")
+    expected = F.conv2d(x.double(), w.double(), b.double())
+    tol = 1e-5 if dtype == torch.float32 else HALF_TOLERANCE[dtype]
+    assert (y.double() - expected).abs().max().item() <= tol * expected.abs().max().item()

@@ -75,6 +75,24 @@ inline int64_t blocks_for(int64_t work, int64_t per_block) {
   return blocks < kMaxBlocks ? blocks : kMaxBlocks;
 }
 
+// Streaming multiprocessors of the current device (cached per device); 132 in the emulator.
+inline int64_t multiprocessor_count() {
+#ifdef ATROUS_CUDA_EMULATION
+  return 132;
+#else
+  static int counts[64] = {};
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= 64) device = 63;  // only a cache slot; the query below is exact
+  if (counts[device] == 0) {
+    int count = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    counts[device] = count;
+  }
+  return counts[device];
+#endif
+}
+
 // The chunks of a deterministic two-pass reduction over `total` terms: 4096 or more terms each
 // (a block's worth of work), at most 256 chunks (so pass 2 stays short). It depends only on
 // `total`, never on the device or timing, so the summation order is fixed.

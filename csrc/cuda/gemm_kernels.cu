@@ -11,10 +11,15 @@
 //             warp reads 16 consecutive B values (no bank conflicts) and 2 A values (broadcast);
 //             the panels are padded by one element per row so the transposing stores are free of
 //             conflicts too. Panels are loaded along whichever axis is contiguous in memory.
+//             Products with enough work to fill the GPU twice over use 128 x 128 tiles with 8 x 8
+//             per thread instead (same code, other template arguments): 64 multiply-adds per 16
+//             loads from shared memory.
 // Both: any M, N, K; matrices through (row, column, batch) strides, so transposes and NCHW or
 // channels_last images need no copies; each element of C is summed by one thread in a fixed
 // order (deterministic, no split-K). Half types are read as float and summed in float.
 // Next steps (not taken): vectorised 128-bit loads, double-buffered panels, tensor cores.
+#include <type_traits>
+
 #include "cuda_common.cuh"
 
 namespace atrous::cuda {
@@ -46,15 +51,18 @@ __global__ void gemm_naive_kernel(int64_t batch, int64_t M, int64_t N, int64_t K
 
 // ---- v1: tiled ------------------------------------------------------------------------------
 
-constexpr int BM = 64, BN = 64, BK = 16;  // block tile of C and the K step
-constexpr int TM = 4, TN = 4;              // per-thread register block
-constexpr int kThreads = (BM / TM) * (BN / TN);  // 256
-static_assert(BM * BK % kThreads == 0 && BK * BN % kThreads == 0, "panels load in whole rounds");
+constexpr int kThreads = 256;
 
-template <typename T, typename TC>
-__global__ void __launch_bounds__(kThreads, 2)
+// Block tile BM x BN of C, K step BK, register block TM x TN per thread: (BM/TM) x (BN/TN) = 256
+// threads. Two shapes: 64 x 64 (4 x 4 per thread), and 128 x 128 (8 x 8 per thread: 64 multiply-
+// adds per 16 shared-memory loads instead of 16 per 8) for products with enough tiles to fill the
+// GPU with the bigger ones.
+template <typename T, typename TC, int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS>
+__global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
 gemm_tiled_kernel(int64_t batch, int64_t M, int64_t N, int64_t K, View<const T> A, View<const T> B, View<TC> C,
                   const T* __restrict__ bias, bool accumulate) {
+  static_assert((BM / TM) * (BN / TN) == kThreads, "one register block per thread");
+  static_assert(BM * BK % kThreads == 0 && BK * BN % kThreads == 0, "panels load in whole rounds");
   using Acc = acc_t<T>;
   __shared__ Acc As[BK][BM + 1];  // As[k][m]: the A panel, transposed; +1: no bank conflicts
   __shared__ Acc Bs[BK][BN + 1];  // Bs[k][n]
@@ -132,10 +140,21 @@ void run_gemm(GemmRung rung, int64_t batch, int64_t M, int64_t N, int64_t K, Mat
   if (rung == GemmRung::Naive) {
     launch(gemm_naive_kernel<T, TC>, blocks_for(batch * M * N, 256), 256, 0, stream, batch, M, N, K, a, b, c, bp,
            accumulate);
-  } else {
-    const int64_t blocks = std::min(batch * ceil_div(M, BM) * ceil_div(N, BN), kMaxBlocks);
-    launch(gemm_tiled_kernel<T, TC>, blocks, kThreads, 0, stream, batch, M, N, K, a, b, c, bp, accumulate);
+    return;
   }
+  // The big tiles when there are at least two of them per multiprocessor (float sums only: 64
+  // doubles per thread would not leave room for two blocks).
+  if constexpr (!std::is_same_v<acc_t<T>, double>) {
+    const int64_t big_tiles = batch * ceil_div(M, 128) * ceil_div(N, 128);
+    if (big_tiles >= 2 * multiprocessor_count()) {
+      launch(gemm_tiled_kernel<T, TC, 128, 128, 8, 8, 8, 1>, std::min(big_tiles, kMaxBlocks), kThreads, 0, stream,
+             batch, M, N, K, a, b, c, bp, accumulate);
+      return;
+    }
+  }
+  const int64_t blocks = std::min(batch * ceil_div(M, 64) * ceil_div(N, 64), kMaxBlocks);
+  launch(gemm_tiled_kernel<T, TC, 64, 64, 16, 4, 4, 2>, blocks, kThreads, 0, stream, batch, M, N, K, a, b, c, bp,
+         accumulate);
 }
 
 }  // namespace
