@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+# The CUDA kernels also take the half types (accumulating in float32); the CPU kernels do not.
+CUDA_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 WEIGHT_FORMS = {
     "depthwise": "(C*m, 1, kh, kw)",
@@ -65,6 +67,12 @@ def _fail(*parts) -> None:
 def _check_float_tensor(op: str, name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type == "cuda":
+        if t.dtype not in CUDA_FLOAT_DTYPES:
+            _fail(op, ": expected ", name,
+                  " of dtype torch.float32, torch.float64, torch.float16 or torch.bfloat16, got ",
+                  _dtype(t.dtype))
+        return
     if t.dtype not in FLOAT_DTYPES:
         _fail(op, ": expected ", name, " of dtype torch.float32 or torch.float64, got ", _dtype(t.dtype))
 

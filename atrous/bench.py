@@ -18,7 +18,9 @@ How each number is made (read this before quoting one):
    weights, write grad_input + grad_weight) over its time is its achieved GB/s, printed as a % of
    the copy bandwidth. (A batch-1 layer at 33x33 moves a few MB, which fits in the last-level
    cache: there % of copy bandwidth can pass 100%.) GEMMs (pointwise, dense atrous) are
-   compute-bound: we print GFLOP/s = 2*M*N*K / time instead (K = C_in*k*k for dense).
+   compute-bound: we print GFLOP/s = 2*M*N*K / time instead (K = C_in*k*k for dense); on CUDA
+   TFLOP/s, and "% torch", our throughput as a share of PyTorch's (cuBLAS/cuDNN) on the same
+   layout. TF32 is switched off for the run, so float32 is compared with true float32.
 5. Ratios. x = PyTorch time / our time, both medians from the same run (x > 1: ours is faster),
    against F.conv2d on the same layout (NCHW and channels_last are both timed) and against
    PyTorch's faster layout. Summaries are geometric means over shapes.
@@ -49,8 +51,8 @@ Backward timing: the forward graph is built once, untimed, and `torch.autograd.g
 retain_graph=True)` is timed alone (input and weight gradients; DeepLab's convolutions have no
 bias because batch norm follows them). The fused separable op is forward-only.
 
-The ladder (`--ladder OP --shapes NAME`) times every rung of `atrous.ops.algorithms(OP)` in
-teaching order, then "auto" and PyTorch, on one shape: what each step bought. A rung's run time is
+The ladder (`--ladder OP --shapes NAME`) times every rung of `atrous.ops.algorithms(OP, device)`
+(each device has its own ladder) in teaching order, then "auto" and PyTorch, on one shape: what each step bought. A rung's run time is
 first estimated on 1/16 of the channels; a rung estimated over `--rung-budget` seconds is skipped
 (and reported with its estimate), the others get as many runs as fit in that budget.
 
@@ -639,6 +641,10 @@ def _derive(rec: dict, copy_gbps: float, tolerance: float) -> None:
     if rec["memory_bound"] and copy_gbps:
         rec["pct_copy"] = {i: {lay: 100 * g / copy_gbps for lay, g in m.items()}
                            for i, m in rec["GBps"].items()}
+    if not rec["memory_bound"]:  # GEMMs: our throughput as a % of PyTorch's on the same layout
+        rec["pct_torch"] = {i: {lay: 100 * g / rec["GFLOPs"]["torch"][lay] for lay, g in m.items()
+                                if rec["GFLOPs"]["torch"].get(lay)}
+                            for i, m in rec["GFLOPs"].items() if i != "torch"}
     errors = [v["error"] for m in rec["timings_ms"].values() for v in m.values() if "error" in v]
     mismatches = [e for m in rec["max_rel_err"].values() for e in m.values() if not _within(e, tolerance)]
     rec["check"] = "ERROR" if errors else "MISMATCH" if mismatches else "ok"
@@ -805,7 +811,12 @@ def result_tables(report: dict) -> list[Table]:
         headers += [f"x {LAYOUT_LABEL[lay]}" for lay in LAYOUTS] + ["x best"]
         if op == "separable":
             headers += ["x unfused"]
-        headers += ["ours GB/s", "%copy"] if op == "depthwise" else ["ours GFLOP/s", "torch GFLOP/s"]
+        if op == "depthwise":
+            headers += ["ours GB/s", "%copy"]
+        elif cuda:  # GPU GEMMs run at TFLOP/s; "% torch" is ours as a share of PyTorch's (cuBLAS/cuDNN)
+            headers += ["ours TFLOP/s", "torch TFLOP/s", "% torch"]
+        else:
+            headers += ["ours GFLOP/s", "torch GFLOP/s"]
         if cuda:
             headers += ["ours hot", "torch hot"]
         headers += ["max err", "check"]
@@ -823,6 +834,10 @@ def result_tables(report: dict) -> list[Table]:
                 if op == "depthwise":
                     pct = _best(rec.get("pct_copy", {}).get("ours"))
                     row += [_num(_best(rec["GBps"]["ours"])), _num(pct, ".0f")]
+                elif cuda:
+                    ours, theirs = _best(rec["GFLOPs"]["ours"]), _best(rec["GFLOPs"]["torch"])
+                    row += [_num(ours and ours / 1e3, ".2f"), _num(theirs and theirs / 1e3, ".2f"),
+                            _num(_ratio(ours, theirs) and 100 * _ratio(ours, theirs), ".0f")]
                 else:
                     row += [_num(_best(rec["GFLOPs"]["ours"])), _num(_best(rec["GFLOPs"]["torch"]))]
                 if cuda:
@@ -971,8 +986,11 @@ def _budgeted(case: Case, t: Tensors, impl_for: Callable[[Shape], Impl], directi
         call = _call(impl_for(probe_case.shape), probe_t, direction, None)
 
         def probe() -> float:
+            sync = torch.cuda.synchronize if t.x.is_cuda else (lambda: None)  # GPU work is asynchronous
+            sync()
             started = time.perf_counter()
             call()
+            sync()
             return (time.perf_counter() - started) * full / c
 
         estimate = probe()
@@ -987,10 +1005,17 @@ def _budgeted(case: Case, t: Tensors, impl_for: Callable[[Shape], Impl], directi
     return m, out, None
 
 
+def ladder_rungs(ops: Any, fname: str, device: torch.device) -> tuple:
+    """The rungs of op `fname` on `device`: each device has its own ladder."""
+    if device.type == "cpu":
+        return tuple(ops.algorithms(fname))
+    return tuple(ops.algorithms(fname, device.type))
+
+
 def run_ladder(case: Case, cfg: Config, timer: CpuTimer | CudaTimer, copy_gbps: float, ops: Any) -> dict:
     """Times every rung (then "auto" and PyTorch) of the op on both layouts, both directions."""
     fname = OP_FUNCTION[case.shape.op]
-    rungs = [*ops.algorithms(fname), "auto"]
+    rungs = [*ladder_rungs(ops, fname, cfg.device), "auto"]
     itemsize = torch.empty((), dtype=cfg.dtype).element_size()
     rows = []
     for layout in LAYOUTS:

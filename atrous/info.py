@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 
 OPERATORS = [
@@ -43,6 +44,15 @@ def kernel_table() -> dict[str, dict[str, bool]]:
     return table
 
 
+def compiled_archs(cuda_build_info: str) -> list[str]:
+    """The GPU architectures nvcc compiled the kernels for, e.g. ["sm_90"], from the build string
+    "cudart 13000, archs 900" (nvcc's __CUDA_ARCH_LIST__)."""
+    match = re.search(r"archs ([0-9a-z,]+)", cuda_build_info or "")
+    if not match:
+        return []
+    return [f"sm_{int(a) // 10}" if a.isdigit() else a for a in match.group(1).split(",") if a]  # 900 -> sm_90
+
+
 def collect() -> dict:
     import torch
 
@@ -70,6 +80,7 @@ def collect() -> dict:
         info["openmp"] = bool(getattr(ext, "with_openmp", 0))
         info["cuda_compiled"] = bool(getattr(ext, "with_cuda", 0))
         info["cuda_build_info"] = getattr(ext, "cuda_build_info", "")
+        info["cuda_archs"] = compiled_archs(info["cuda_build_info"])
         info["kernels"] = kernel_table()
     return info
 
@@ -94,6 +105,7 @@ def format_report(info: dict) -> str:
             with_cuda = sum(row["CUDA"] for row in info["kernels"].values())
             lines.append(f"  CUDA         compiled ({info['cuda_build_info']}); "
                          f"{with_cuda}/{len(info['kernels'])} operators have CUDA kernels")
+            lines.append(f"  CUDA archs   {', '.join(info['cuda_archs']) or 'unknown'}")
         else:
             reason = info["build"].get("cuda_reason", "unknown")
             lines.append(f"  CUDA         not compiled ({reason})")

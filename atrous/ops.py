@@ -13,9 +13,10 @@ separable convolution for inference:
 They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
 F.conv2d(..., groups=C) / F.conv2d(...). Output layout, PyTorch's rule: channels_last when the
 input or the weight is channels_last, else contiguous NCHW (backward ops follow grad_output and
-the weight). `algo` picks a rung of the op's kernel ladder, from the readable
-"naive" version to the fastest (`algorithms(name)` lists them); the backward pass uses the
-same rung. Gradients are registered with torch.library.register_autograd and
+the weight). dtypes: float32 and float64; on CUDA also float16 and bfloat16 (accumulated in
+float32). `algo` picks a rung of the op's kernel ladder, from the readable "naive" version to
+the fastest; each device has its own ladder (`algorithms(name, device)` lists them); the
+backward pass uses the same rung. Gradients are registered with torch.library.register_autograd and
 the backward ops are differentiable too, so double backward (gradgradcheck) works.
 """
 
@@ -34,21 +35,35 @@ _ops = torch.ops.atrous
 
 __all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d", "separable_conv2d", "algorithms"]
 
-_ALGORITHMS: dict = dict(_EXTENSION.algorithms)
+# {device type: {op name: rungs}}: each device has its own ladder (csrc/common/algorithms.h).
+_ALGORITHMS: dict = {device: dict(ladders) for device, ladders in _EXTENSION.algorithms.items()}
 
 
-def algorithms(name: str) -> tuple:
-    """The kernel ladder of op `name` ("depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d"),
-    in teaching order from the naive version to the fastest; any of them, or "auto", is a valid
-    `algo`."""
-    if name not in _ALGORITHMS:
-        raise ValueError(f"atrous.ops.algorithms: expected one of {sorted(_ALGORITHMS)}, got {name!r}")
-    return tuple(_ALGORITHMS[name])
+def _ladder_device(device) -> str:
+    """The ladder a tensor on `device` uses: CUDA's on CUDA, the CPU's everywhere else (meta too)."""
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
 
 
-def _check_algo(op: str, name: str, algo) -> None:
-    """Same message as parse_algorithm in csrc/common/algorithms.h."""
-    choices = _ALGORITHMS[name]
+def algorithms(name: str, device="cpu") -> tuple:
+    """The kernel ladder of op `name` ("depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d") on
+    `device` ("cpu" or "cuda", a torch.device or a string), in teaching order from the naive
+    version to the fastest; any of them, or "auto", is a valid `algo` for tensors on that device."""
+    ladders = _ALGORITHMS["cpu"]
+    if name not in ladders:
+        raise ValueError(f"atrous.ops.algorithms: expected one of {sorted(ladders)}, got {name!r}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in _ALGORITHMS:
+        raise ValueError(f"atrous.ops.algorithms: expected device to be one of {sorted(_ALGORITHMS)}, "
+                         f"got {device!r}")
+    return tuple(_ALGORITHMS[kind][name])
+
+
+def _check_algo(op: str, name: str, algo, device="cpu") -> None:
+    """Same message as parse_algorithm in csrc/common/algorithms.h, for the ladder of `device`."""
+    choices = _ALGORITHMS[_ladder_device(device)][name]
     if algo != "auto" and algo not in choices:
         listed = ", ".join(f"'{c}'" for c in ("auto", *choices))
         raise RuntimeError(f"{op}: expected algo to be one of {listed}, got '{algo}'")
@@ -207,40 +222,40 @@ def _register_fakes(kind: str, name: str) -> None:
         @torch.library.register_fake(f"atrous::{name}")
         def _forward(input, weight, bias, algo="auto"):
             g = _checks.check_forward(op, kind, input, weight, bias, (), (), ())
-            _check_algo(op, name, algo)
+            _check_algo(op, name, algo, input.device)
             return _empty(g.output_shape, input, input, weight)
 
         @torch.library.register_fake(f"atrous::{name}_backward_input")
         def _backward_input(grad_output, weight, algo="auto"):
             g = _checks.check_pointwise_backward_input(op + "_backward_input", grad_output, weight)
-            _check_algo(op + "_backward_input", name, algo)
+            _check_algo(op + "_backward_input", name, algo, grad_output.device)
             return _empty(g.input_shape, grad_output, grad_output, weight)
 
         @torch.library.register_fake(f"atrous::{name}_backward_weight")
         def _backward_weight(grad_output, input, algo="auto"):
             g = _checks.check_pointwise_backward_weight(op + "_backward_weight", grad_output, input)
-            _check_algo(op + "_backward_weight", name, algo)
+            _check_algo(op + "_backward_weight", name, algo, grad_output.device)
             return grad_output.new_empty((g.out_channels, g.in_channels, 1, 1))
         return
 
     @torch.library.register_fake(f"atrous::{name}")
     def _forward(input, weight, bias, stride, padding, dilation, algo="auto"):
         g = _checks.check_forward(op, kind, input, weight, bias, stride, padding, dilation)
-        _check_algo(op, name, algo)
+        _check_algo(op, name, algo, input.device)
         return _empty(g.output_shape, input, input, weight)
 
     @torch.library.register_fake(f"atrous::{name}_backward_input")
     def _backward_input(grad_output, weight, input_size, stride, padding, dilation, algo="auto"):
         _checks.check_backward_input(op + "_backward_input", kind, grad_output, weight,
                                      input_size, stride, padding, dilation)
-        _check_algo(op + "_backward_input", name, algo)
+        _check_algo(op + "_backward_input", name, algo, grad_output.device)
         return _empty(tuple(input_size), grad_output, grad_output, weight)
 
     @torch.library.register_fake(f"atrous::{name}_backward_weight")
     def _backward_weight(grad_output, input, weight_size, stride, padding, dilation, algo="auto"):
         _checks.check_backward_weight(op + "_backward_weight", kind, grad_output, input,
                                       weight_size, stride, padding, dilation)
-        _check_algo(op + "_backward_weight", name, algo)
+        _check_algo(op + "_backward_weight", name, algo, grad_output.device)
         return grad_output.new_empty(tuple(weight_size))
 
 

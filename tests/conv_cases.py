@@ -10,16 +10,13 @@ from hypothesis import strategies as st
 
 import atrous.ops as ops
 import atrous.reference as reference
+from devices import DEVICES, device_algos, ladder  # noqa: F401  (re-exported for the tests)
 
 # Sizes that catch real bugs: 1 (degenerate), odd sizes with vector tails (33, 65), small primes.
 SIZES = [1, 2, 3, 5, 7, 8, 11, 16, 17, 33, 65]
 DILATIONS = [1, 2, 3, 4, 6, 12, 18, 24]
 KERNELS = [1, 2, 3, 5, 7]
 LAYOUTS = ["contiguous", "channels_last", "strided"]
-
-def ladder(op_name: str) -> list:
-    """'auto' and every rung of an op's kernel ladder, for parametrizing tests."""
-    return ["auto", *ops.algorithms(op_name)]
 
 
 OPS = {
@@ -67,7 +64,7 @@ def lay_out(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "channels_last":
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":  # a non-contiguous view: every other column of a wider tensor
-        wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+        wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
         wide[..., ::2] = t
         return wide[..., ::2]
     return t.contiguous()
@@ -120,6 +117,7 @@ def tolerances(dtype: torch.dtype) -> dict:
 def assert_relative(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str):
     """max |actual - expected| <= tol * max(1, max |expected|): relative to the tensor's scale,
     so sums of many terms (weight gradients over a batch) are judged fairly."""
+    actual, expected = actual.cpu(), expected.cpu()  # ours may have run on the GPU
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
     if expected.numel() == 0:
@@ -130,36 +128,38 @@ def assert_relative(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.d
     assert err <= tol * scale, f"{what}: max abs error {err:.3g} > {tol:g} * {scale:.3g}"
 
 
-def run_case(case: ConvCase, seed: int = 0, algo: str = "auto"):
-    """Forward and all gradients of ours (kernel rung `algo`), F.conv2d and the reference."""
+def run_case(case: ConvCase, seed: int = 0, algo: str = "auto", device: str = "cpu"):
+    """Forward and all gradients of ours (kernel rung `algo`, on `device`), F.conv2d and the
+    reference (both on the CPU). The same values are drawn on the CPU for every device."""
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.randn(case.n, case.c, case.h, case.w, dtype=case.dtype, generator=gen)
     w0 = torch.randn(*case.weight_shape(), dtype=case.dtype, generator=gen)
     b0 = torch.randn(case.out_c, dtype=case.dtype, generator=gen) if case.bias else None
     ours, ref = OPS[case.kind]
 
-    def grads(fn, layout):
-        x = lay_out(x0, layout).requires_grad_(True)
-        w = w0.clone().requires_grad_(True)
-        b = b0.clone().requires_grad_(True) if b0 is not None else None
+    def grads(fn, layout, dev="cpu"):
+        x = lay_out(x0.to(dev), layout).requires_grad_(True)
+        w = w0.to(dev, copy=True).requires_grad_(True)
+        b = b0.to(dev, copy=True).requires_grad_(True) if b0 is not None else None
         y = fn(x, w, b)
-        gy = torch.randn(y.shape, dtype=case.dtype, generator=torch.Generator().manual_seed(seed + 1))
+        gy = torch.randn(y.shape, dtype=case.dtype, generator=torch.Generator().manual_seed(seed + 1)).to(dev)
         inputs = (x, w) if b is None else (x, w, b)
         return y, torch.autograd.grad(y, inputs, gy)
 
-    y, g = grads(lambda x, w, b: ours(x, w, b, **case.conv_kwargs(), algo=algo), case.layout)
+    y, g = grads(lambda x, w, b: ours(x, w, b, **case.conv_kwargs(), algo=algo), case.layout, device)
     y_t, g_t = grads(lambda x, w, b: F.conv2d(x, w, b, **case.torch_kwargs()), "contiguous")
     y_r, g_r = grads(lambda x, w, b: ref(x, w, b, **case.conv_kwargs()), "contiguous")
     return (y, g), (y_t, g_t), (y_r, g_r)
 
 
-def check_case(case: ConvCase, seed: int = 0, algo: str = "auto"):
+def check_case(case: ConvCase, seed: int = 0, algo: str = "auto", device: str = "cpu"):
     """Ours equals F.conv2d and the reference: forward, grad input, grad weight, grad bias."""
-    (y, g), (y_t, g_t), (y_r, g_r) = run_case(case, seed, algo)
+    (y, g), (y_t, g_t), (y_r, g_r) = run_case(case, seed, algo, device)
+    assert y.device.type == device and all(t.device.type == device for t in g)
     names = ["forward", "grad_input", "grad_weight", "grad_bias"]
     for name, a, t, r in zip(names, (y, *g), (y_t, *g_t), (y_r, *g_r)):
-        assert_relative(a, t, case.dtype, f"{name} vs F.conv2d ({case}, algo={algo})")
-        assert_relative(a, r, case.dtype, f"{name} vs reference ({case}, algo={algo})")
+        assert_relative(a, t, case.dtype, f"{name} vs F.conv2d ({case}, algo={algo}, {device})")
+        assert_relative(a, r, case.dtype, f"{name} vs reference ({case}, algo={algo}, {device})")
     # Documented layout rule: channels_last in, channels_last out.
     if case.layout == "channels_last" and case.c > 1 and case.h * case.w > 1 and y.numel() > 0:
         assert y.is_contiguous(memory_format=torch.channels_last), "output should be channels_last"

@@ -6,38 +6,40 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
-from conv_cases import ConvCase, check_case, conv_cases, ladder
+from conv_cases import DEVICES, ConvCase, check_case, conv_cases, device_algos  # noqa: F401
 
-ALGOS = ladder("atrous_conv2d")
+ALGOS = device_algos("atrous_conv2d")  # each device's ladder
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("device,algo", ALGOS)
 @settings(max_examples=40)
 @given(case=conv_cases("dense"))
-def test_matches_torch_float64(algo, case):
-    check_case(case, algo=algo)
+def test_matches_torch_float64(device, algo, case):
+    check_case(case, algo=algo, device=device)
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("device,algo", ALGOS)
 @settings(max_examples=20)
 @given(case=conv_cases("dense", dtypes=(torch.float32,)))
-def test_matches_torch_float32(algo, case):
-    check_case(case, algo=algo)
+def test_matches_torch_float32(device, algo, case):
+    check_case(case, algo=algo, device=device)
 
 
-def test_hand_computed_two_channels():
+@pytest.mark.parametrize("device", DEVICES)
+def test_hand_computed_two_channels(device):
     # Channel 0 is all ones, channel 1 all twos, on a 3x3 plane. A 2x2 kernel with dilation 2
     # reads the four corners; weights 1 on channel 0 and 10 on channel 1:
     # 4 * (1 * 1) + 4 * (10 * 2) = 84.
-    x = torch.stack([torch.ones(3, 3), 2 * torch.ones(3, 3)]).unsqueeze(0).double()
-    w = torch.stack([torch.ones(2, 2), 10 * torch.ones(2, 2)]).unsqueeze(0).double()  # (1, 2, 2, 2)
+    x = torch.stack([torch.ones(3, 3), 2 * torch.ones(3, 3)]).unsqueeze(0).double().to(device)
+    w = torch.stack([torch.ones(2, 2), 10 * torch.ones(2, 2)]).unsqueeze(0).double().to(device)  # (1, 2, 2, 2)
     assert ops.atrous_conv2d(x, w, dilation=2).flatten().tolist() == [84.0]
 
 
 @pytest.mark.parametrize("stride,padding,dilation", [
     (1, 2, 2), (1, 4, 4), (2, 1, 1), (2, 3, 2), ((1, 2), (3, 1), (3, 1)), (1, 0, 1),
 ])
-def test_resnet_like_layers(stride, padding, dilation):
+@pytest.mark.parametrize("device", DEVICES)
+def test_resnet_like_layers(stride, padding, dilation, device):
     # ResNet multi-grid / ASPP style layers, and the 1x1 stride-1 path that skips im2col.
     torch.manual_seed(3)
     kernel = 1 if padding == 0 else 3
@@ -45,23 +47,26 @@ def test_resnet_like_layers(stride, padding, dilation):
     w = torch.randn(24, 16, kernel, kernel, dtype=torch.float64)
     b = torch.randn(24, dtype=torch.float64)
     for layout in (torch.contiguous_format, torch.channels_last):
-        y = ops.atrous_conv2d(x.contiguous(memory_format=layout), w, b, stride, padding, dilation)
+        y = ops.atrous_conv2d(x.contiguous(memory_format=layout).to(device), w.to(device), b.to(device), stride,
+                              padding, dilation).cpu()
         torch.testing.assert_close(y, F.conv2d(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10)
 
 
-def test_one_by_one_equals_pointwise():
+@pytest.mark.parametrize("device", DEVICES)
+def test_one_by_one_equals_pointwise(device):
     torch.manual_seed(4)
-    x = torch.randn(2, 9, 7, 5, dtype=torch.float64)
-    w = torch.randn(4, 9, 1, 1, dtype=torch.float64)
+    x = torch.randn(2, 9, 7, 5, dtype=torch.float64, device=device)
+    w = torch.randn(4, 9, 1, 1, dtype=torch.float64, device=device)
     torch.testing.assert_close(ops.atrous_conv2d(x, w), ops.pointwise_conv2d(x, w), rtol=1e-12, atol=1e-12)
 
 
-def test_dilated_kernel_wider_than_input_with_padding():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dilated_kernel_wider_than_input_with_padding(device):
     # d*(k-1) = 24 >= H = 9: only the centre tap ever lands inside the image.
     torch.manual_seed(5)
     x = torch.randn(1, 3, 9, 9, dtype=torch.float64)
     w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
-    y = ops.atrous_conv2d(x, w, padding=12, dilation=12)
+    y = ops.atrous_conv2d(x.to(device), w.to(device), padding=12, dilation=12).cpu()
     torch.testing.assert_close(y, F.conv2d(x, w[:, :, 1:2, 1:2]), rtol=1e-12, atol=1e-12)
 
 

@@ -552,3 +552,33 @@ def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
     assert "deeplabv3_resnet101" in out
     assert [line.split() for line in out.splitlines() if "default" in line.split()] == [
         [name, "default"] for name in bench.model_registry() if name in bench.DEFAULT_MODELS]
+
+
+def test_cuda_tables_show_tflops_percent_of_torch_and_hot_times(tmp_path):
+    # The GPU columns, from a CPU report relabelled as a CUDA one (no GPU needed): GEMMs in
+    # TFLOP/s with ours as a % of PyTorch's, depthwise as % of copy bandwidth, hot (L2-warm) times.
+    assert run(*FAST, "--out", tmp_path, "--ops", "depthwise,pointwise") == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    report["machine"]["device"] = "cuda:0"
+    for r in report["results"]:
+        for rec in r["directions"].values():
+            for timings in rec["timings_ms"].values():
+                for v in timings.values():
+                    v["hot_median"] = v["median"] / 2
+    tables = {t.title.split()[0]: t for t in bench.result_tables(report)}
+    pw = tables["pointwise"]
+    assert {"ours TFLOP/s", "torch TFLOP/s", "% torch", "ours hot", "torch hot"} <= set(pw.headers)
+    row = dict(zip(pw.headers, pw.rows[0]))
+    rec = report["results"][2]["directions"]["forward"]
+    ours, theirs = (max(rec["GFLOPs"][i].values()) for i in ("ours", "torch"))
+    assert float(row["% torch"]) == pytest.approx(100 * ours / theirs, abs=0.5)
+    assert rec["pct_torch"]["ours"]["nchw"] == pytest.approx(100 * rec["speedup"]["ours"]["nchw"])
+    assert {"ours GB/s", "%copy", "ours hot"} <= set(tables["depthwise"].headers)
+
+
+def test_ladder_asks_for_the_devices_ladder():
+    seen = []
+    fake = types.SimpleNamespace(algorithms=lambda name, *device: seen.append(device) or ("a", "b"))
+    assert bench.ladder_rungs(fake, "depthwise_conv2d", torch.device("cpu")) == ("a", "b")
+    assert bench.ladder_rungs(fake, "depthwise_conv2d", torch.device("cuda", 0)) == ("a", "b")
+    assert seen == [(), ("cuda",)]

@@ -12,6 +12,7 @@ import torch
 import atrous
 import atrous.ops as ops
 from atrous import _build_env, _extension, info
+from devices import DEVICES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,6 +26,24 @@ def test_every_operator_has_a_cpu_kernel():
     table = info.kernel_table()
     assert set(table) == set(info.OPERATORS)
     assert all(row["CPU"] for row in table.values()), table
+
+
+def test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled():
+    ext = _extension.load()
+    if not ext.with_cuda:
+        pytest.skip("this build has no CUDA kernels (test_cuda_sources_compiled_when_expected says whether it should)")
+    table = info.kernel_table()
+    missing = [name for name, row in table.items() if not row["CUDA"]]
+    assert not missing, f"operators without a CUDA kernel: {missing}"
+
+
+def test_info_lists_the_compiled_cuda_architectures():
+    ext = _extension.load()
+    if not ext.with_cuda:
+        pytest.skip("this build has no CUDA kernels")
+    archs = info.compiled_archs(ext.cuda_build_info)
+    assert archs and all(re.fullmatch(r"sm_\d+", a) for a in archs), ext.cuda_build_info
+    assert f"CUDA archs   {', '.join(archs)}" in _run("-m", "atrous.info").stdout
 
 
 def test_cuda_sources_compiled_when_expected():
@@ -88,18 +107,19 @@ def test_missing_extension_explains_how_to_build():
     assert "make install" in result.stderr
 
 
-def test_kernels_call_no_aten_convolution_or_matmul():
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernels_call_no_aten_convolution_or_matmul(device):
     # The arithmetic is ours: profile forward and backward of every op and look at the ATen
     # operators dispatched underneath. Allocation, copies and layout changes are allowed.
     forbidden = re.compile(r"conv|mm|matmul|bmm|addmm|unfold|im2col|col2im|linear|einsum|baddbmm|dot|mv")
     torch.manual_seed(0)
-    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    x = torch.randn(2, 4, 9, 9).to(device).requires_grad_(True)
     weights = {
-        "dw": torch.randn(8, 1, 3, 3, requires_grad=True),
-        "pw": torch.randn(5, 4, 1, 1, requires_grad=True),
-        "dense": torch.randn(5, 4, 3, 3, requires_grad=True),
+        "dw": torch.randn(8, 1, 3, 3).to(device).requires_grad_(True),
+        "pw": torch.randn(5, 4, 1, 1).to(device).requires_grad_(True),
+        "dense": torch.randn(5, 4, 3, 3).to(device).requires_grad_(True),
     }
-    bias = torch.randn(8, requires_grad=True)
+    bias = torch.randn(8).to(device).requires_grad_(True)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         y1 = ops.depthwise_conv2d(x, weights["dw"], bias, 1, 2, 2)
         y2 = ops.pointwise_conv2d(x.contiguous(memory_format=torch.channels_last), weights["pw"])

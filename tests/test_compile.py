@@ -1,9 +1,11 @@
 """torch.compile(fullgraph=True) and torch.export of a small module built on the atrous ops."""
 
+import pytest
 import torch
 import torch.nn as nn
 
 import atrous.ops as ops
+from devices import DEVICES
 
 
 class SeparableBlock(nn.Module):
@@ -32,10 +34,11 @@ def _forward_backward(module, x):
     return y.detach(), x.grad, [p.grad.clone() for p in module.parameters()]
 
 
-def test_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_matches_eager(device):
     torch._dynamo.reset()
-    module = SeparableBlock()
-    x = torch.randn(2, 4, 13, 11)
+    module = SeparableBlock().to(device)
+    x = torch.randn(2, 4, 13, 11).to(device)
     compiled = torch.compile(module, fullgraph=True, backend="inductor")
     y_e, gx_e, gp_e = _forward_backward(module, x)
     y_c, gx_c, gp_c = _forward_backward(compiled, x)
@@ -45,18 +48,20 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(a, b)
 
 
-def test_compile_dynamic_shapes():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_dynamic_shapes(device):
     torch._dynamo.reset()
-    module = SeparableBlock(rate=3)
+    module = SeparableBlock(rate=3).to(device)
     compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
     for size in (9, 14):
-        x = torch.randn(1, 4, size, size + 1)
+        x = torch.randn(1, 4, size, size + 1).to(device)
         torch.testing.assert_close(compiled(x), module(x))
 
 
-def test_export_graph_contains_our_ops():
-    module = SeparableBlock()
-    x = torch.randn(1, 4, 10, 10)
+@pytest.mark.parametrize("device", DEVICES)
+def test_export_graph_contains_our_ops(device):
+    module = SeparableBlock().to(device)
+    x = torch.randn(1, 4, 10, 10).to(device)
     program = torch.export.export(module, (x,))
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert {"atrous.depthwise_conv2d.default", "atrous.pointwise_conv2d.default",

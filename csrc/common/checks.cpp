@@ -15,9 +15,25 @@ const char* kind_weight_form(ConvKind kind) {
   return "?";
 }
 
+// The CUDA kernels also take the half types (accumulating in float32); the CPU kernels do not.
+bool accepts_half_types(const at::Tensor& t) {
+#ifdef ATROUS_CUDA_EMULATION
+  return true;  // the CPU emulation of the CUDA kernels (tests/cuda_emulation) runs them on CPU tensors
+#else
+  return t.device().is_cuda();
+#endif
+}
+
 void check_float_tensor(const char* op, const char* name, const at::Tensor& t) {
   TORCH_CHECK(t.defined(), op, ": expected ", name, " to be a tensor, got an undefined tensor");
   const auto dtype = t.scalar_type();
+  if (accepts_half_types(t)) {
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                    dtype == at::kBFloat16,
+                op, ": expected ", name,
+                " of dtype torch.float32, torch.float64, torch.float16 or torch.bfloat16, got ", dtype);
+    return;
+  }
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": expected ", name,
               " of dtype torch.float32 or torch.float64, got ", dtype);
 }

@@ -1,7 +1,7 @@
 // What nvcc compiled (CUDA runtime version, target architectures), reported by `python -m atrous.info`.
 //
-// The CUDA kernels themselves arrive with the CUDA issue; this file keeps the CUDA half of the
-// build (toolkit detection, arch list, C++20 under nvcc) compiling in CI from day one.
+// The kernels are in the *_kernels.cu files beside it; their host halves (*.cpp) register the
+// operators. __CUDA_ARCH_LIST__ is the list of architectures nvcc compiled for (e.g. 900).
 #include <cuda_runtime_api.h>
 
 #include "../common/conv_index.h"

@@ -1,0 +1,1 @@
+"""The CPU emulation build of the CUDA operators (see build.py)."""
