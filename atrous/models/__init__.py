@@ -42,6 +42,7 @@ from .deeplab import (
 )
 from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
 from .resnet import Bottleneck, ResNet, resnet50, resnet101
+from .small import SlimXception, deeplabv3plus_small, small_aspp_rates, undilate
 from .summary import LayerSummary, ModelSummary, summary
 from .weights import (
     WeightImportError,
@@ -69,6 +70,7 @@ __all__ = [
     "MobileNetV3",
     "ModelSummary",
     "ResNet",
+    "SlimXception",
     "WeightImportError",
     "XceptionAligned",
     "XceptionBlock",
@@ -87,6 +89,7 @@ __all__ = [
     "deeplabv3plus_mobilenet_v3_large",
     "deeplabv3plus_resnet50",
     "deeplabv3plus_resnet101",
+    "deeplabv3plus_small",
     "deeplabv3plus_xception41",
     "deeplabv3plus_xception65",
     "deeplabv3plus_xception71",
@@ -97,8 +100,10 @@ __all__ = [
     "mobilenet_v3_large",
     "resnet50",
     "resnet101",
+    "small_aspp_rates",
     "summary",
     "torchvision_deeplabv3",
+    "undilate",
     "xception41",
     "xception65",
     "xception71",

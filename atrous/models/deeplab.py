@@ -25,6 +25,7 @@ from .common import check_input, init_weights
 from .decoder import Decoder, FCNHead
 from .mobilenetv3 import MobileNetV3
 from .resnet import RESNET_LAYERS, ResNet
+from .small import deeplabv3plus_small
 from .xception import XCEPTION_BLOCKS, XceptionAligned
 
 __all__ = [
@@ -287,4 +288,5 @@ MODELS = {f.__name__: f for f in (
     deeplabv3_xception41, deeplabv3_xception65, deeplabv3_xception71,
     deeplabv3plus_resnet50, deeplabv3plus_resnet101, deeplabv3plus_mobilenet_v3_large,
     deeplabv3plus_xception41, deeplabv3plus_xception65, deeplabv3plus_xception71,
+    deeplabv3plus_small,
 )}
