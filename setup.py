@@ -101,7 +101,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["atrous", "atrous.*"]),
     package_data={"atrous": ["_build_config.json"]},
-    install_requires=["torch>=2.4", "numpy", "matplotlib>=3.7"],
+    install_requires=["torch>=2.4", "numpy", "matplotlib>=3.7", "pillow", "tqdm"],
     extras_require={
         # torchvision and timm: the weight-import tests build their models (randomly initialised);
         # onnx*: the export test of impl="torch".

@@ -1,4 +1,4 @@
-"""Command-line entry point: `python -m atrous COMMAND ...` (demo, info, rf, ...)."""
+"""Command-line entry point: `python -m atrous COMMAND ...` (demo, info, bench, rf, train, segment, experiment)."""
 
 import argparse
 import importlib
@@ -12,6 +12,9 @@ COMMANDS = {
     "info": ("atrous.info", "print the build and runtime configuration (paste into bug reports)"),
     "bench": ("atrous.bench", "time the ops against PyTorch on DeepLabV3+ shapes: table, JSON, chart"),
     "rf": ("atrous.rf_cli", "receptive fields: theory table, gradient check and pictures for a model"),
+    "train": ("atrous.train_cli", "train a DeepLab model (alone or under torchrun), validate mIoU, checkpoint"),
+    "segment": ("atrous.segment_cli", "segment images with a trained checkpoint: mask PNGs and overlays"),
+    "experiment": ("atrous.experiment", "atrous against no atrous against output stride 32, same budget"),
 }
 
 

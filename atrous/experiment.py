@@ -1,0 +1,225 @@
+"""`python -m atrous experiment`: does the wide receptive field of atrous convolution matter?
+
+Three variants of the small DeepLabV3+ (:func:`atrous.models.deeplabv3plus_small`) train with the same
+budget: the same steps, images, augmentation, seed and learning rate.
+
+* **atrous**: output stride 8, the last two stages dilated (rates 2 and 4) and ASPP rates (4, 8, 12);
+* **no dilation**: the same network, every dilation set to 1 (:func:`atrous.models.undilate`): the
+  same strides, maps and parameters, a smaller receptive field;
+* **output stride 32**: no dilation needed, strides everywhere: a wide receptive field but
+  features 4x coarser per side, ASPP rates (1, 2, 3).
+
+On ContextShapes a pixel must see its object's boundary to know its class (an RF of ``2 d + 1`` at
+depth ``d``; see :mod:`atrous.data.synthetic`), so the claim to test is: without dilation the large
+objects suffer (their interiors are far from the boundary), at output stride 32 the small ones do
+(they are a few feature pixels wide). The table reports mIoU over all pixels, then the objects'
+mIoU (over the 3 object classes) on the pixels of small, medium and large objects, and the pixel
+accuracy far inside objects (``d >= deep`` pixels), with each model's receptive fields: the
+theoretical RF of the backbone and the side of the centred square holding half of the trained
+model's effective RF (gradient mass at the centre of validation images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+__all__ = ["VARIANTS", "ExperimentRow", "Variant", "evaluate_by_size", "format_table", "run_experiment"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    output_stride: int
+    dilated: bool
+
+
+VARIANTS = (Variant("atrous", 8, True), Variant("no dilation", 8, False),
+            Variant("output stride 32", 32, True))
+
+
+@dataclass
+class ExperimentRow:
+    variant: Variant
+    miou: float
+    pixel_accuracy: float
+    by_size: list[float]  # object mIoU on small, medium, large objects
+    deep_accuracy: float  # pixel accuracy at depth >= deep
+    backbone_rf: int
+    erf50: int
+    seconds: float
+    history: list = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"variant": self.variant.name, "output_stride": self.variant.output_stride,
+                "dilated": self.variant.dilated, "miou": self.miou, "pixel_accuracy": self.pixel_accuracy,
+                "miou_small": self.by_size[0], "miou_medium": self.by_size[1], "miou_large": self.by_size[2],
+                "deep_accuracy": self.deep_accuracy, "backbone_rf": self.backbone_rf, "erf50": self.erf50,
+                "seconds": self.seconds}
+
+
+@torch.no_grad()
+def evaluate_by_size(model, dataset, num_classes: int = 4, *, deep: float = 12.0, batch_size: int = 16):
+    """``(overall scores, [scores on small, medium, large objects' pixels], accuracy at depth >= deep)``.
+
+    The per-size scores count only the pixels of objects of that size (the background is not among
+    them), so their mean IoU is taken over the object classes 1 .. num_classes - 1.
+    """
+    from atrous.data import pad_collate
+    from atrous.metrics import ConfusionMatrix
+    from atrous.training import predict
+
+    model.eval()
+    device = next(model.parameters()).device
+    overall = ConfusionMatrix(num_classes)
+    sizes = [ConfusionMatrix(num_classes) for _ in range(3)]
+    deep_right = deep_total = 0
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=pad_collate):
+        pred = predict(model, batch["image"].to(device)).argmax(1).cpu()  # (N, H, W)
+        mask = batch["mask"]
+        overall.update(pred, mask)
+        for g, cm in enumerate(sizes):
+            cm.update(pred, mask, mask=batch["size"] == g)
+        far = batch["depth"] >= deep
+        deep_right += int((pred[far] == mask[far]).sum())
+        deep_total += int(far.sum())
+    objects = list(range(1, num_classes))
+    return (overall.scores(), [cm.scores(objects) for cm in sizes],
+            deep_right / deep_total if deep_total else float("nan"))
+
+
+def _receptive_fields(model, dataset, image_size: int) -> tuple[int, int]:
+    from atrous.receptive_field import effective_receptive_field, receptive_field
+
+    report = receptive_field(model.backbone, (image_size, image_size), output="out")
+    images = torch.stack([dataset[i]["image"] for i in range(min(16, len(dataset)))])  # (N, 3, H, W)
+    erf = effective_receptive_field(model, images.to(next(model.parameters()).device))
+    return report.output.rf[0].size, erf.side_for_mass(0.5)
+
+
+def run_experiment(config=None, variants=VARIANTS, *, deep: float = 12.0, out: str | Path = "experiment-out",
+                   **overrides) -> list[ExperimentRow]:
+    """Train every variant with ``config`` (a :class:`~atrous.training.TrainConfig`; default: the demo
+    preset) and evaluate it; writes ``OUT/experiment.md``, ``experiment.json`` and ``experiment.png``."""
+    from atrous.training import PRESETS, TrainConfig, train
+
+    base = config.as_dict() if config is not None else dict(PRESETS["demo"], pictures=False)
+    base.update(overrides)
+    if base.get("dataset", "shapes") != "shapes":
+        raise ValueError("run_experiment: expected the shapes dataset (its size and depth maps make the "
+                         "table)")
+    out = Path(out)
+    rows = []
+    for v in variants:
+        print(f"experiment: training '{v.name}' (output stride {v.output_stride}, "
+              f"{'dilated' if v.dilated else 'every dilation 1'})", flush=True)
+        slug = v.name.replace(" ", "_")
+        cfg = TrainConfig(**{**base, "output_stride": v.output_stride, "dilated": v.dilated,
+                             "pictures": False, "out": str(out / slug)})
+        start = time.perf_counter()
+        result = train(cfg)
+        seconds = time.perf_counter() - start
+        overall, by_size, deep_acc = evaluate_by_size(result.model, result.data.val, result.data.num_classes,
+                                                      deep=deep)
+        rf, erf50 = _receptive_fields(result.model, result.data.val, cfg.image_size)
+        rows.append(ExperimentRow(v, overall.miou, overall.pixel_accuracy, [s.miou for s in by_size],
+                                  deep_acc, rf, erf50, seconds, result.history))
+    table = format_table(rows, deep)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.md").write_text(table + "\n")
+    (out / "experiment.json").write_text(json.dumps({"config": base, "deep": deep,
+                                                     "rows": [r.as_dict() for r in rows]}, indent=1))
+    plot_experiment(rows, out / "experiment.png")
+    print(f"wrote {out / 'experiment.md'}, {out / 'experiment.json'}, {out / 'experiment.png'}")
+    return rows
+
+
+def format_table(rows: list[ExperimentRow], deep: float = 12.0) -> str:
+    """The markdown table of the README."""
+    def pct(x: float) -> str:
+        return "-" if x != x else f"{100 * x:.1f}"
+
+    lines = [f"| variant | output stride | backbone RF (px) | ERF 50% (px) | mIoU | small | medium | large | "
+             f"acc. at depth >= {deep:g} px |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [r.variant.name, r.variant.output_stride, r.backbone_rf, r.erf50, pct(r.miou),
+                 *(pct(v) for v in r.by_size), pct(r.deep_accuracy)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_experiment(rows: list[ExperimentRow], path: str | Path):
+    """Grouped bars: object mIoU by size, one bar per variant."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    groups = ["all pixels (mIoU)", "small", "medium", "large"]
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        values = [r.miou, *r.by_size]
+        xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [100 * v for v in values], width, label=f"{r.variant.name} (OS {r.variant.output_stride})")
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("same network, same training budget: mIoU by object size")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return fig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(f"'{v.name}'" for v in VARIANTS)
+    parser.add_argument("--variants", default=None, metavar="LIST",
+                        help=f"comma-separated subset of {names} (default: all)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo's)")
+    parser.add_argument("--train-size", type=int, default=None, help="training images (default: the demo's)")
+    parser.add_argument("--val-size", type=int, default=None, help="validation images (default: the demo's)")
+    parser.add_argument("--image-size", type=int, default=None, help="image side (default: the demo's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the demo's)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--cue", choices=("rim", "shape"), default=None,
+                        help="ContextShapes cue (default: rim)")
+    parser.add_argument("--deep", type=float, default=12.0, help="depth (pixels) of the 'far inside' column")
+    parser.add_argument("--out", default="experiment-out", help="output folder (default: experiment-out)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    variants = VARIANTS
+    if args.variants:
+        wanted = [w.strip() for w in args.variants.split(",")]
+        known = {v.name: v for v in VARIANTS}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            print(f"experiment: error: --variants: unknown {unknown}; expected names from {list(known)}",
+                  file=sys.stderr)
+            return 2
+        variants = tuple(known[w] for w in wanted)
+    overrides = {k: getattr(args, k) for k in ("epochs", "train_size", "val_size", "image_size", "batch_size",
+                                                 "lr", "seed", "cue") if getattr(args, k) is not None}
+    try:
+        run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress, **overrides)
+    except ValueError as e:
+        print(f"experiment: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m atrous.experiment", description=__doc__)
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

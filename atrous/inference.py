@@ -1,0 +1,84 @@
+"""Inference: ``segment(model, image) -> mask``, with optional multi-scale and flip averaging.
+
+``atrous.segment`` is this module's :func:`segment` (``import atrous`` loads it on first use)::
+
+    import atrous
+    from atrous.data import read_image
+    from atrous.training import load_model
+    from atrous.viz import overlay
+
+    model, checkpoint = load_model("demo-out/best.pt")
+    mask = atrous.segment(model, "photo.jpg")              # (H, W) int64 class ids
+    picture = overlay(read_image("photo.jpg"), mask, checkpoint["dataset"]["palette"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["as_image_tensor", "segment"]
+
+
+def as_image_tensor(image) -> torch.Tensor:
+    """A path, PIL image, ``(H, W, 3)`` uint8 array or ``(3, H, W)`` / ``(N, 3, H, W)`` tensor (uint8, or
+    float in [0, 1]) -> float tensor in [0, 1], ``(N, 3, H, W)``."""
+    if isinstance(image, (str, os.PathLike)):
+        from .data import read_image
+
+        image = read_image(image)
+    elif hasattr(image, "convert"):  # PIL
+        image = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
+    elif isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"segment: expected an (H, W, 3) image array, got shape {image.shape}")
+        image = torch.from_numpy(image.copy()).permute(2, 0, 1)  # (3, H, W)
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"segment: expected a path, PIL image, array or tensor, got {type(image).__name__}")
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"segment: expected a (3, H, W) or (N, 3, H, W) image tensor, "
+                         f"got shape {tuple(image.shape)}")
+    return image.float() / 255 if not image.is_floating_point() else image.float()
+
+
+@torch.no_grad()
+def segment(model: nn.Module, image, *, mean: Sequence[float] = IMAGENET_MEAN,
+            std: Sequence[float] = IMAGENET_STD, scales: Sequence[float] = (1.0,), flip: bool = False,
+            device: torch.device | str | None = None, return_probabilities: bool = False) -> torch.Tensor:
+    """Class ids ``(H, W)`` (``(N, H, W)`` for a batch) that ``model`` gives ``image``.
+
+    ``image``: a path, a PIL image, an ``(H, W, 3)`` uint8 array or a ``(3, H, W)`` / ``(N, 3, H, W)``
+    tensor (uint8, or float in [0, 1]); it is normalised with ``mean``/``std`` (ImageNet's, as in
+    training). ``scales`` and ``flip`` average the class probabilities over resized and mirrored
+    copies (:func:`atrous.training.predict`). The model runs in eval mode (its mode is restored).
+    ``return_probabilities`` returns the ``(N, K, H, W)`` probabilities instead.
+    """
+    from .training.loop import predict
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"segment: expected model to be an nn.Module, got {type(model).__name__}")
+    x = as_image_tensor(image)
+    single = not (isinstance(image, torch.Tensor) and image.dim() == 4)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]  # (3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    x = ((x - m) / s).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        prob = predict(model, x, scales, flip)  # (N, K, H, W)
+    finally:
+        model.train(was_training)
+    if return_probabilities:
+        return prob.cpu()
+    mask = prob.argmax(1).cpu()  # (N, H, W)
+    return mask[0] if single else mask

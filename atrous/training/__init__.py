@@ -1,0 +1,60 @@
+"""Training and evaluation: config, loop, checkpoints, scale-out with torchrun (DDP, SyncBatchNorm).
+
+::
+
+    from atrous.training import TrainConfig, train
+    result = train(TrainConfig(epochs=4, out="runs/shapes"))      # the small DeepLabV3+ on ContextShapes
+    print(result.scores.miou)
+
+    python -m atrous train --preset demo                           # the same from the command line
+    torchrun --nproc_per_node 4 -m atrous train --dataset voc --data-root data/ \
+        --model deeplabv3plus_xception65
+"""
+
+from .checkpoint import ModelSpec, build_model, load_checkpoint, load_model, save_checkpoint
+from .config import DATASETS, PRESETS, TrainConfig, add_config_arguments, config_from_args
+from .distributed import (
+    DistributedContext,
+    GlooSyncBatchNorm2d,
+    ShardedBatchSampler,
+    convert_sync_batchnorm,
+    setup_distributed,
+)
+from .loop import (
+    DataBundle,
+    TrainResult,
+    build_data,
+    evaluate,
+    poly_lr,
+    predict,
+    resolve_impl,
+    seed_everything,
+    train,
+)
+
+__all__ = [
+    "DATASETS",
+    "PRESETS",
+    "DataBundle",
+    "DistributedContext",
+    "GlooSyncBatchNorm2d",
+    "ModelSpec",
+    "ShardedBatchSampler",
+    "TrainConfig",
+    "TrainResult",
+    "add_config_arguments",
+    "build_data",
+    "build_model",
+    "config_from_args",
+    "convert_sync_batchnorm",
+    "evaluate",
+    "load_checkpoint",
+    "load_model",
+    "poly_lr",
+    "predict",
+    "resolve_impl",
+    "save_checkpoint",
+    "seed_everything",
+    "setup_distributed",
+    "train",
+]

@@ -1,0 +1,405 @@
+"""The training loop: SGD with momentum, poly learning rate, cross-entropy with ignore, validation mIoU.
+
+One function, :func:`train`, runs a whole :class:`~atrous.training.TrainConfig` alone or as one of
+``torchrun``'s processes (see :mod:`atrous.training.distributed`), and returns a :class:`TrainResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..data import Augmented, pad_collate
+from ..metrics import ConfusionMatrix, SegmentationScores
+from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import (
+    DistributedContext,
+    ShardedBatchSampler,
+    all_reduce_sum,
+    convert_sync_batchnorm,
+    setup_distributed,
+    shard_indices,
+)
+
+__all__ = ["DataBundle", "TrainResult", "build_data", "evaluate", "poly_lr", "predict", "resolve_impl",
+           "seed_everything", "train"]
+
+
+@dataclass
+class DataBundle:
+    """Training and validation datasets plus what the model and inference need to know about them."""
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    classes: tuple[str, ...]
+    palette: list[list[int]]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    ignore_index: int = 255
+
+    def info(self) -> dict:
+        return {"classes": list(self.classes), "palette": self.palette, "mean": list(self.mean),
+                "std": list(self.std), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank; ``checkpoint`` is written by rank 0).
+
+    ``history`` has one record per finished epoch (train loss, validation scores, seconds); ``losses``
+    the loss of every step, ``[step, loss, lr]``, since step 1 (also across resumes).
+    """
+
+    model: nn.Module
+    history: list[dict]
+    losses: list[list[float]]
+    scores: SegmentationScores | None
+    step: int
+    checkpoint: Path | None
+    seconds: float
+    config: TrainConfig
+    data: DataBundle = field(repr=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) random number generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    state = np.random.SeedSequence([seed, step, rank, 7]).generate_state(2, np.uint32)
+    return int(state[0]) << 32 | int(state[1])
+
+
+def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> float:
+    """DeepLab's "poly" schedule: ``base_lr * (1 - step / total_steps) ** power``."""
+    return base_lr * max(0.0, 1.0 - step / max(1, total_steps)) ** power
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """'auto' -> 'atrous' where our kernels run on ``device``, else 'torch' (F.conv2d, same weights)."""
+    if impl != "auto":
+        return impl
+    if device.type == "cpu":
+        return "atrous"
+    try:  # CUDA kernels are built only on CUDA machines with a toolkit: ask the operator itself
+        import atrous.ops as ops
+
+        x = torch.zeros(1, 1, 3, 3, device=device)
+        ops.depthwise_conv2d(x, torch.zeros(1, 1, 3, 3, device=device))
+        return "atrous"
+    except Exception:
+        return "torch"
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+def build_data(config: TrainConfig) -> DataBundle:
+    """The datasets a config names, with their augmentation (see :class:`~atrous.data.Augmented`)."""
+    from ..data import Cityscapes, ContextShapes, SegmentationFolder, VOCSegmentation, find_voc_root
+    from ..data import transforms as T
+    from ..data.palettes import palette_for
+
+    mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
+    if config.dataset == "shapes":
+        train = ContextShapes(config.train_size, config.image_size, seed=config.data_seed, cue=config.cue)
+        val = ContextShapes(config.val_size, config.image_size, seed=config.data_seed + 1000, cue=config.cue)
+        crop, scale = config.crop_size, None
+        if config.min_scale is not None or config.max_scale is not None:
+            scale = (config.min_scale or 1.0, config.max_scale or 1.0)
+        classes = train.classes
+        palette = palette_for(4, "shapes") if config.cue == "rim" else palette_for(4)
+    else:
+        if config.data_root is None:
+            raise ValueError(f"train: expected --data-root for dataset {config.dataset!r}")
+        scale = (config.min_scale if config.min_scale is not None else 0.5,
+                 config.max_scale if config.max_scale is not None else 2.0)
+        split = config.train_split
+        if config.dataset == "voc":
+            if split is None:
+                lists = find_voc_root(config.data_root) / "ImageSets" / "Segmentation"
+                split = "train_aug" if (lists / "train_aug.txt").is_file() else "train"
+            train = VOCSegmentation(config.data_root, split)
+            val = VOCSegmentation(config.data_root, config.val_split)
+            crop = config.crop_size or 513
+        elif config.dataset == "cityscapes":
+            train = Cityscapes(config.data_root, split or "train")
+            val = Cityscapes(config.data_root, config.val_split)
+            crop = config.crop_size or 768
+        else:
+            train = SegmentationFolder(config.data_root, split or "train", config.num_classes)
+            val = SegmentationFolder(config.data_root, config.val_split, config.num_classes)
+            crop = config.crop_size or 512
+        classes, palette = train.classes, train.palette
+    if config.num_classes is not None and config.num_classes != len(classes):
+        raise ValueError(f"train: --num-classes {config.num_classes} differs from the {len(classes)} classes "
+                         f"of dataset {config.dataset!r}")
+    train_tf = T.train_transform(crop, scale=scale, flip=config.flip, mean=mean, std=std)
+    train = Augmented(train, train_tf, seed=config.seed)
+    val.transform = T.eval_transform(mean, std)
+    return DataBundle(train, val, len(classes), tuple(classes), np.asarray(palette).tolist(), tuple(mean),
+                      tuple(std))
+
+
+# ---- inference and evaluation ----------------------------------------------------------------------
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first spatial convolution weight is stored NHWC (``model.to(memory_format=...)``)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[-1] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
+            flip: bool = False) -> torch.Tensor:
+    """Class probabilities ``(N, K, H, W)`` of normalised images ``(N, 3, H, W)``, averaged over
+    ``scales`` (each input resized bilinearly, each output resized back) and, with ``flip``, over the
+    mirrored inputs (DeepLab's multi-scale and flip inference)."""
+    size = images.shape[-2:]
+    param = next(model.parameters(), None)
+    if param is not None and images.dtype != param.dtype and param.is_floating_point():
+        images = images.to(param.dtype)
+    if _is_channels_last(model):
+        images = images.contiguous(memory_format=torch.channels_last)
+    total = None
+    for s in scales:
+        x = images if s == 1 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
+        for flipped in ((False, True) if flip else (False,)):
+            out = model(x.flip(-1) if flipped else x)
+            out = out["out"] if isinstance(out, dict) else out
+            out = out.flip(-1) if flipped else out
+            if out.shape[-2:] != size:
+                out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            prob = (out if out.dtype == torch.float64 else out.float()).softmax(1)  # (N, K, H, W)
+            total = prob if total is None else total + prob
+    return total / (len(scales) * (2 if flip else 1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 8,
+             scales: Sequence[float] = (1.0,), flip: bool = False, device: torch.device | str = "cpu",
+             ctx: DistributedContext | None = None, workers: int = 0) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` on ``dataset``: each process evaluates every ``world_size``-th
+    sample and the matrices are summed over processes. ``scales`` and ``flip`` as in :func:`predict`."""
+    ctx = ctx or DistributedContext()
+    was_training = model.training
+    model.eval()
+    indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=pad_collate)
+    cm = ConfusionMatrix(num_classes)
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        pred = predict(model, images, scales, flip).argmax(1).cpu()  # (N, H, W)
+        cm.update(pred, batch["mask"])
+    model.train(was_training)
+    return cm.all_reduce()
+
+
+# ---- training --------------------------------------------------------------------------------------
+
+def _log(ctx: DistributedContext, message: str) -> None:
+    if ctx.is_main:
+        print(message, flush=True)
+
+
+def _progress(ctx: DistributedContext, config: TrainConfig, total: int, initial: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not (ctx.is_main and config.progress),
+                dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
+    """Train (and validate each epoch) as ``config`` says; keyword arguments override its fields.
+
+    Alone, or as one process of ``torchrun`` (the environment says which). Rank 0 writes
+    ``OUT/last.pt`` after every epoch (and every ``checkpoint_every`` steps), ``OUT/best.pt`` at the best
+    validation mIoU, and ``OUT/history.json``. ``resume`` continues from a checkpoint at the step it
+    was saved, with the same shuffling, augmentation and learning rate as an uninterrupted run.
+    """
+    config = TrainConfig(**{**(config.as_dict() if config is not None else {}), **overrides})
+    start_time = time.perf_counter()
+    ctx = setup_distributed(config.device)
+    try:
+        return _train(config, ctx, start_time)
+    finally:
+        ctx.close()
+
+
+def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> TrainResult:
+    out = Path(config.out)
+    device = ctx.device
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"train: expected --batch-size divisible by the {ctx.world_size} processes, "
+                         f"got {config.batch_size}")
+    seed_everything(config.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+    data = build_data(config)
+    impl = resolve_impl(config.impl, device)
+    spec = ModelSpec(config.model, data.num_classes, config.output_stride, config.dilated,
+                     {} if config.dropout is None else {"dropout": config.dropout})
+
+    resume_path = None
+    if config.resume == "auto":
+        resume_path = out / "last.pt" if (out / "last.pt").is_file() else None
+    elif config.resume:
+        resume_path = Path(config.resume)
+    state = load_checkpoint(resume_path) if resume_path is not None else None
+    if state is not None and state["model_spec"] != spec.as_dict():
+        raise ValueError(f"train: checkpoint {str(resume_path)!r} holds model {state['model_spec']}, "
+                         f"the config asks for {spec.as_dict()}")
+
+    model = build_model(spec, impl)
+    dtype = getattr(torch, config.dtype)
+    model.to(device, dtype)  # before loading, so float64 weights are not rounded through float32
+    if state is not None:
+        model.load_state_dict(state["model"])
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    if ctx.distributed and config.sync_bn:
+        model = convert_sync_batchnorm(model, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda" and dtype == torch.float32
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[dict] = []
+    losses: list[list[float]] = []
+    step = 0
+    if state is not None:
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and use_amp:
+            scaler.load_state_dict(state["scaler"])
+        step, history, losses = int(state["step"]), list(state["history"]), list(state.get("losses", []))
+        saved_batch = state["config"].get("batch_size")
+        if saved_batch is not None and saved_batch != config.batch_size:
+            raise ValueError(f"train: checkpoint {str(resume_path)!r} was trained with a global batch of "
+                             f"{saved_batch}; resuming needs the same --batch-size (any number of processes)")
+    ddp = model
+    if ctx.distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    sampler = ShardedBatchSampler(len(data.train), config.batch_size, num_replicas=ctx.world_size,
+                                  rank=ctx.rank, seed=config.seed)
+    steps_per_epoch = sampler.steps_per_epoch
+    total_steps = config.epochs * steps_per_epoch
+    stop = min(total_steps, config.stop_after) if config.stop_after else total_steps
+    rates = "atrous rates" if config.dilated else "every dilation 1"
+    _log(ctx, f"train: {config.model} ({rates}, output stride {config.output_stride}, impl={impl}) on "
+              f"{config.dataset}: {len(data.train)} training / {len(data.val)} validation images, "
+              f"{data.num_classes} classes; {config.epochs} epochs x {steps_per_epoch} steps of "
+              f"{config.batch_size} images on {ctx.world_size} process(es), {device}, "
+              + ("float16 mixed precision" if use_amp else config.dtype)
+              + (f"; resuming at step {step} from {resume_path}" if state is not None else ""))
+
+    best = max((h["miou"] for h in history if h.get("miou") is not None), default=-1.0)
+    scores: SegmentationScores | None = None
+    meta = dict(spec=spec, config=config.as_dict(), dataset=data.info())
+
+    def save(name: str, metrics: dict | None = None) -> Path | None:
+        if not ctx.is_main:
+            return None
+        return save_checkpoint(out / name, model=model, spec=spec, optimizer=optimizer, scaler=scaler,
+                               step=step, config=meta["config"], dataset=meta["dataset"], history=history,
+                               losses=losses, metrics=metrics)
+
+    checkpoint = None
+    ddp.train()
+    while step < stop:
+        epoch = step // steps_per_epoch
+        data.train.set_epoch(epoch)
+        sampler.set_epoch(epoch, start_step=step - epoch * steps_per_epoch)
+        loader = DataLoader(data.train, batch_sampler=sampler, num_workers=config.workers,
+                            collate_fn=pad_collate, pin_memory=device.type == "cuda")
+        epoch_start = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_count = 0
+        bar = _progress(ctx, config, steps_per_epoch, step - epoch * steps_per_epoch,
+                        f"epoch {epoch + 1}/{config.epochs}")
+        for batch in loader:
+            lr = poly_lr(config.lr, step, total_steps, config.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(_step_seed(config.seed, step, ctx.rank))  # dropout masks replay on resume
+            images = batch["image"].to(device, dtype, non_blocking=True).contiguous(memory_format=layout)
+            masks = batch["mask"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = ddp(images)
+                logits = logits["out"] if isinstance(logits, dict) else logits
+            if logits.dtype not in (torch.float32, torch.float64):  # float16 under autocast
+                logits = logits.float()
+            local_sum = F.cross_entropy(logits, masks, ignore_index=data.ignore_index, reduction="sum")
+            # Normalise by the labelled pixels of the *global* batch (one all-reduce), times the world size
+            # because DDP averages gradients: every process count gives the one-process gradient.
+            totals = torch.stack([local_sum.detach().double(), (masks != data.ignore_index).sum().double()])
+            totals = all_reduce_sum(totals)
+            loss = local_sum * (ctx.world_size / totals[1].clamp(min=1).item())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            step_loss = float(totals[0] / totals[1].clamp(min=1))
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"train: the loss became {step_loss} at step {step}; lower --lr")
+            loss_sum += step_loss
+            loss_count += 1
+            losses.append([step, step_loss, lr])
+            bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{lr:.2e}", refresh=False)
+            bar.update()
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                checkpoint = save("last.pt")
+            if step >= stop:
+                break
+        bar.close()
+        if step % steps_per_epoch:  # stopped inside the epoch (stop_after): save where we are, no record
+            checkpoint = save("last.pt")
+            _log(ctx, f"stopped after step {step} (--stop-after); resume with --resume {out / 'last.pt'}")
+            break
+        record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum.item() / max(1, loss_count),
+                  "seconds": time.perf_counter() - epoch_start}
+        last_epoch = step >= total_steps
+        if (epoch + 1) % config.val_every == 0 or last_epoch:
+            cm = evaluate(ddp.module if ctx.distributed else model, data.val, data.num_classes,
+                          batch_size=config.val_batch_size, scales=config.scales(), flip=config.eval_flip,
+                          device=device, ctx=ctx, workers=config.workers)
+            scores = cm.scores()
+            record.update(miou=scores.miou, pixel_accuracy=scores.pixel_accuracy, iou=scores.iou)
+        history.append(record)
+        validation = ""
+        if "miou" in record:
+            validation = (f"  val mIoU {100 * record['miou']:.1f}%  "
+                          f"pixel acc {100 * record['pixel_accuracy']:.1f}%")
+        _log(ctx, f"epoch {epoch + 1}/{config.epochs}  step {step}  loss {record['train_loss']:.4f}  "
+                  f"lr {lr:.2e}{validation}  ({record['seconds']:.1f} s)")
+        metrics = {k: record[k] for k in ("miou", "pixel_accuracy", "iou") if k in record}
+        checkpoint = save("last.pt", metrics)
+        if "miou" in record and record["miou"] > best:
+            best = record["miou"]
+            save("best.pt", metrics)
+        if ctx.is_main:
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+    ctx.barrier()
+    seconds = time.perf_counter() - start_time
+    if scores is not None:
+        _log(ctx, f"validation after step {step}:\n" + scores.table(data.classes))
+    return TrainResult(model, history, losses, scores, step, checkpoint, seconds, config, data)
