@@ -9,11 +9,17 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick
+.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick experiment notebooks
 
+# The main job: what was built, every kernel checked against PyTorch, the quick benchmark, then a
+# small DeepLabV3+ trained on CPU (about 3 minutes on 2 cores). Everything lands in $(DEMO_OUT)/.
+DEMO_OUT ?= demo-out
 demo: install
+	$(PY) -m atrous.info
 	$(PY) -m atrous demo
-	MPLBACKEND=Agg $(PY) -m atrous bench --quick
+	MPLBACKEND=Agg $(PY) -m atrous bench --quick --out $(DEMO_OUT)/bench
+	MPLBACKEND=Agg $(PY) -m atrous train --preset demo --out $(DEMO_OUT)
+	@echo "demo: pictures and results in $(DEMO_OUT)/: predictions.png, overlays/, erf.png, bench/"
 
 test: install
 	MPLBACKEND=Agg $(PY) -m pytest
@@ -55,6 +61,15 @@ bench-models: install
 
 bench-models-quick: install
 	$(PY) -m atrous bench --models --quick
+
+# atrous against no atrous against output stride 32, same budget (about 8 minutes); the README's table.
+experiment: install
+	MPLBACKEND=Agg $(PY) -m atrous experiment --out experiment-out
+
+# Jupyter from the project's environment, on the tutorials folder.
+notebooks: install
+	$(PIP) install --quiet jupyterlab
+	cd tutorials && ../$(PY) -m jupyter lab
 
 clean:
 	rm -rf build *.egg-info atrous/_C*.so atrous/_build_config.json
