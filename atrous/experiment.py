@@ -196,6 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deep", type=float, default=12.0, help="depth (pixels) of the 'far inside' column")
     parser.add_argument("--out", default="experiment-out", help="output folder (default: experiment-out)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--update-readme", default=None, metavar="PATH",
+                        help="also write the table between the '<!-- experiment:start/end -->' lines of PATH")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -211,12 +213,38 @@ def main(args: argparse.Namespace) -> int:
         variants = tuple(known[w] for w in wanted)
     overrides = {k: getattr(args, k) for k in ("epochs", "train_size", "val_size", "image_size", "batch_size",
                                                  "lr", "seed", "cue") if getattr(args, k) is not None}
+    readme = Path(args.update_readme) if args.update_readme else None
+    if readme is not None and not readme.is_file():  # checked before minutes of training, not after
+        print(f"experiment: error: --update-readme: no file {str(readme)!r}", file=sys.stderr)
+        return 2
     try:
-        run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress, **overrides)
+        rows = run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress,
+                              **overrides)
+        if readme is not None:
+            flags = [f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()]
+            if args.variants:
+                flags.insert(0, f"--variants '{args.variants}'")
+            update_readme(readme, rows, args.deep, " ".join(flags))
     except ValueError as e:
         print(f"experiment: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def update_readme(path: str | Path, rows: list[ExperimentRow], deep: float = 12.0,
+                  command: str = "") -> None:
+    """Writes the table, with the command and the training time, between the README's experiment markers."""
+    from atrous.bench import BenchError
+    from atrous.bench import update_readme as replace_block
+
+    seconds = sum(r.seconds for r in rows)
+    cmd = f"python -m atrous experiment {command}".strip()
+    block = (f"Measured with `{cmd}` ({len(rows)} trainings, {seconds / 60:.0f} minutes in all):\n\n"
+             + format_table(rows, deep))
+    try:
+        replace_block(Path(path), block, "<!-- experiment:start -->", "<!-- experiment:end -->")
+    except BenchError as e:
+        raise ValueError(str(e).replace("--update-readme", "experiment --update-readme")) from None
 
 
 if __name__ == "__main__":

@@ -69,3 +69,24 @@ def test_experiment_command_end_to_end(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     assert experiment.main(parser.parse_args(["--variants", "atrous,nope"])) == 2
     assert "unknown ['nope']" in capsys.readouterr().err
+
+
+def test_experiment_writes_the_readme_table(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    experiment.add_arguments(parser)
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n<!-- experiment:start -->\nold\n<!-- experiment:end -->\ntail\n")
+    argv = ["--variants", "atrous", "--image-size", "48", "--train-size", "4", "--val-size", "2",
+            "--batch-size", "2", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out"),
+            "--update-readme", str(readme)]
+    assert experiment.main(parser.parse_args(argv)) == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n<!-- experiment:start -->\nMeasured with `python -m atrous experiment "
+                           "--variants 'atrous' --epochs 1 --train-size 4 --val-size 2 --image-size 48 "
+                           "--batch-size 2` (1 trainings")
+    assert "old" not in text and text.endswith("<!-- experiment:end -->\ntail\n")
+    assert (tmp_path / "out" / "experiment.md").read_text().strip() in text
+    # A missing README is refused before any training.
+    argv[-1] = str(tmp_path / "nope.md")
+    assert experiment.main(parser.parse_args(argv)) == 2
+    assert "no file" in capsys.readouterr().err
