@@ -662,16 +662,18 @@ def geomean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def _pairs(results: list[dict], op: str, direction: str, key: str, impl: str = "ours",
+def _pairs(results: list[dict], op: str, direction: str, key: str, impl: str | None = "ours",
            layouts: Sequence[str] = LAYOUTS) -> list[tuple[float, str, str]]:
-    """(ratio, case, layout) from ok records of op, for rec[key][impl][layout]."""
+    """(ratio, case, layout) from ok records of op, for rec[key][impl][layout] (rec[key][layout] when
+    impl is None: ratios of ours against ours, such as speedup_vs_unfused)."""
     out = []
     for r in results:
         rec = r.get("directions", {}).get(direction)
         if r["op"] != op or not rec or not rec["ok"]:
             continue
         for lay in layouts:
-            v = rec.get(key, {}).get(impl, {}).get(lay)
+            by_layout = rec.get(key, {}) if impl is None else rec.get(key, {}).get(impl, {})
+            v = by_layout.get(lay)
             if v:
                 out.append((v, r["name"], lay))
     return out
@@ -683,7 +685,7 @@ def summarize(results: list[dict]) -> list[dict]:
     lines = []
 
     def line(key: str, label: str, op: str, direction: str, ratio_key: str, columns: dict[str, Sequence[str]],
-             impl: str = "ours", with_min: bool = False) -> None:
+             impl: str | None = "ours", with_min: bool = False) -> None:
         layouts = sorted({lay for lays in columns.values() for lay in lays})
         all_pairs = _pairs(results, op, direction, ratio_key, impl, layouts)
         entry: dict[str, Any] = {
@@ -711,7 +713,7 @@ def summarize(results: list[dict]) -> list[dict]:
     line("separable_forward_vs_torch_best", "fused separable forward vs PyTorch's two convs, its best layout",
          "separable", "forward", "speedup_vs_torch_best", vs_best)
     line("separable_forward_vs_unfused", "fused separable forward vs our two unfused ops, same layout",
-         "separable", "forward", "speedup_vs_unfused", same)
+         "separable", "forward", "speedup_vs_unfused", same, impl=None)
     return lines
 
 

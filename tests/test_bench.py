@@ -165,6 +165,10 @@ def test_fused_separable_is_compared_with_unfused_and_torch(tmp_path):
         assert rec["speedup_vs_unfused"][layout] == pytest.approx(med["ours_unfused"] / med["ours"])
     summary = {s["key"]: s for s in report["summary"]}
     assert summary["separable_forward_vs_torch_best"]["count"] == 1
+    unfused = summary["separable_forward_vs_unfused"]
+    assert unfused["count"] == 1
+    assert unfused["values"]["all"] == pytest.approx(
+        math.sqrt(rec["speedup_vs_unfused"]["nchw"] * rec["speedup_vs_unfused"]["channels_last"]))
     assert report["features"]["separable_conv2d"] is True
 
 
