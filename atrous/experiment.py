@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-__all__ = ["VARIANTS", "ExperimentRow", "Variant", "evaluate_by_size", "format_table", "run_experiment"]
+__all__ = ["VARIANTS", "ExperimentRow", "Variant", "evaluate_by_size", "format_seeds_table", "format_table",
+           "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the demo's)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--seeds", default=None, metavar="LIST",
+                        help="repeat the experiment for each seed (e.g. 0,1,2) and report the mean and range; "
+                             "runs go to OUT/seed-S")
     parser.add_argument("--cue", choices=("rim", "shape"), default=None,
                         help="ContextShapes cue (default: rim)")
     parser.add_argument("--deep", type=float, default=12.0, help="depth (pixels) of the 'far inside' column")
@@ -213,26 +217,73 @@ def main(args: argparse.Namespace) -> int:
         variants = tuple(known[w] for w in wanted)
     overrides = {k: getattr(args, k) for k in ("epochs", "train_size", "val_size", "image_size", "batch_size",
                                                  "lr", "seed", "cue") if getattr(args, k) is not None}
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",")]
+        except ValueError:
+            seeds = []
+        if not seeds or args.seed is not None:
+            print(f"experiment: error: --seeds: expected comma-separated integers, without --seed; got "
+                  f"{args.seeds!r}", file=sys.stderr)
+            return 2
     readme = Path(args.update_readme) if args.update_readme else None
     if readme is not None and not readme.is_file():  # checked before minutes of training, not after
         print(f"experiment: error: --update-readme: no file {str(readme)!r}", file=sys.stderr)
         return 2
     try:
-        rows = run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress,
-                              **overrides)
+        if seeds is None:
+            rows = run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress,
+                                  **overrides)
+            table = format_table(rows, args.deep)
+        else:
+            runs = [run_experiment(variants=variants, deep=args.deep, out=Path(args.out) / f"seed-{seed}",
+                                   progress=args.progress, seed=seed, **overrides) for seed in seeds]
+            rows = [r for run in runs for r in run]
+            table = format_seeds_table(seeds, runs, args.deep)
+            print(table)
+            (Path(args.out) / "experiment.md").write_text(table + "\n")
+            print(f"wrote {Path(args.out) / 'experiment.md'}")
         if readme is not None:
             flags = [f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()]
+            if seeds is not None:
+                flags.insert(0, f"--seeds {args.seeds}")
             if args.variants:
                 flags.insert(0, f"--variants '{args.variants}'")
-            update_readme(readme, rows, args.deep, " ".join(flags))
+            update_readme(readme, rows, args.deep, " ".join(flags), table)
     except ValueError as e:
         print(f"experiment: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
+def format_seeds_table(seeds: list[int], runs: list[list[ExperimentRow]], deep: float = 12.0) -> str:
+    """Mean (range) over seeds per variant, then each seed's mIoU: training is chaotic enough that one
+    seed moves a variant's mIoU by 10 points and more."""
+    def cell(values: list[float]) -> str:
+        values = [100 * v for v in values if v == v]
+        if not values:
+            return "-"
+        return f"{sum(values) / len(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+    lines = [f"| variant | output stride | backbone RF (px) | ERF 50% (px) | mIoU | small | medium | large | "
+             f"acc. at depth >= {deep:g} px |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, first in enumerate(runs[0]):
+        rows = [run[i] for run in runs]
+        cells = [first.variant.name, first.variant.output_stride, first.backbone_rf,
+                 "/".join(str(r.erf50) for r in rows), cell([r.miou for r in rows]),
+                 *(cell([r.by_size[k] for r in rows]) for k in range(3)), cell([r.deep_accuracy for r in rows])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "| seed | " + " | ".join(r.variant.name for r in runs[0]) + " |",
+              "|---:|" + "---:|" * len(runs[0])]
+    for seed, run in zip(seeds, runs):
+        lines.append(f"| {seed} | " + " | ".join(f"{100 * r.miou:.1f}" for r in run) + " |")
+    return "\n".join(lines)
+
+
 def update_readme(path: str | Path, rows: list[ExperimentRow], deep: float = 12.0,
-                  command: str = "") -> None:
+                  command: str = "", table: str | None = None) -> None:
     """Writes the table, with the command and the training time, between the README's experiment markers."""
     from atrous.bench import BenchError
     from atrous.bench import update_readme as replace_block
@@ -240,7 +291,7 @@ def update_readme(path: str | Path, rows: list[ExperimentRow], deep: float = 12.
     seconds = sum(r.seconds for r in rows)
     cmd = f"python -m atrous experiment {command}".strip()
     block = (f"Measured with `{cmd}` ({len(rows)} trainings, {seconds / 60:.0f} minutes in all):\n\n"
-             + format_table(rows, deep))
+             + (format_table(rows, deep) if table is None else table))
     try:
         replace_block(Path(path), block, "<!-- experiment:start -->", "<!-- experiment:end -->")
     except BenchError as e:

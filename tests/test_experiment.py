@@ -1,6 +1,7 @@
 """The receptive-field experiment: by-size scores checked by hand, the table, the command end to end."""
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -90,3 +91,26 @@ def test_experiment_writes_the_readme_table(tmp_path, capsys):
     argv[-1] = str(tmp_path / "nope.md")
     assert experiment.main(parser.parse_args(argv)) == 2
     assert "no file" in capsys.readouterr().err
+
+
+def test_experiment_over_seeds_reports_mean_and_range(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    experiment.add_arguments(parser)
+    argv = ["--variants", "atrous,no dilation", "--seeds", "0,3", "--image-size", "48", "--train-size", "4",
+            "--val-size", "2", "--batch-size", "2", "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
+    assert experiment.main(parser.parse_args(argv)) == 0
+    runs = [json.loads((tmp_path / f"seed-{s}" / "experiment.json").read_text()) for s in (0, 3)]
+    assert [r["config"]["seed"] for r in runs] == [0, 3]
+    lines = (tmp_path / "experiment.md").read_text().strip().splitlines()
+    assert lines[0].startswith("| variant | output stride |") and lines[5] == "| seed | atrous | no dilation |"
+    for i, name in enumerate(("atrous", "no dilation")):
+        cells = [c.strip() for c in lines[2 + i].split("|")[1:-1]]
+        mious = [100 * r["rows"][i]["miou"] for r in runs]
+        assert cells[0] == name
+        assert cells[4] == f"{sum(mious) / 2:.1f} ({min(mious):.1f}-{max(mious):.1f})"
+        assert cells[3] == "/".join(str(r["rows"][i]["erf50"]) for r in runs)
+    assert lines[7] == "| 0 | " + " | ".join(f"{100 * r['miou']:.1f}" for r in runs[0]["rows"]) + " |"
+    bad = ["--seeds", "0,x", "--out", str(tmp_path)]
+    assert experiment.main(parser.parse_args(bad)) == 2
+    assert experiment.main(parser.parse_args(["--seeds", "1", "--seed", "2"])) == 2
+    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
