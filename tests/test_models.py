@@ -243,6 +243,7 @@ def _assert_parity(a: torch.Tensor, b: torch.Tensor, what: str, floor: float = 0
     ("deeplabv3_xception41", 32), ("deeplabv3_xception65", 16), ("deeplabv3_xception71", 16),
     ("deeplabv3plus_resnet50", 16), ("deeplabv3plus_resnet101", 8), ("deeplabv3plus_mobilenet_v3_large", 32),
     ("deeplabv3plus_xception41", 16), ("deeplabv3plus_xception65", 8), ("deeplabv3plus_xception71", 16),
+    ("deeplabv3plus_small", 8),
 ])
 def test_atrous_impl_matches_torch_impl(name, output_stride):
     """Outputs, input gradients and every parameter's gradient of impl='atrous' against F.conv2d
