@@ -46,31 +46,13 @@ from hypothesis import strategies as st
 
 import atrous
 import atrous.ops as ops
+from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
 CSRC = ROOT / "csrc"
 assert (CSRC / "cpu" / "depthwise_v0_naive.cpp").exists(), f"expected the C++ sources under {CSRC}"
-
-
-def show(relpath: str, signature: str) -> str:
-    """Prints the function of csrc/<relpath> whose first line matches the regular expression
-    `signature`: from the comment and `template` lines just above it to its closing brace."""
-    lines = (CSRC / relpath).read_text().splitlines()
-    first = next(i for i, line in enumerate(lines) if re.search(signature, line))
-    start = first
-    while start > 0 and lines[start - 1].lstrip().startswith(("template", "//")):
-        start -= 1
-    depth, seen = 0, False
-    for end in range(first, len(lines)):
-        depth += lines[end].count("{") - lines[end].count("}")
-        seen = seen or "{" in lines[end]
-        if seen and depth == 0:
-            break
-    text = "\n".join(lines[start:end + 1])
-    print(f"// csrc/{relpath}, lines {start + 1}-{end + 1}\n{text}")
-    return text
 
 
 def median_ms(fn, repeats: int, warmup: int = 1) -> float:

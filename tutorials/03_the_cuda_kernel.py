@@ -58,6 +58,7 @@ from matplotlib.patches import Rectangle
 
 import atrous
 import atrous.ops as ops
+from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 from atrous import _build_env, _extension, bench
 
 torch.manual_seed(0)
@@ -72,26 +73,6 @@ _C = _extension.load()
 def ix(name: str, *args: int):
     """Calls the helper `name` of csrc/common/conv_index.h: the very code the CUDA kernels run."""
     return _C._conv_index(name, *args)
-
-
-def show(relpath: str, signature: str) -> str:
-    """Prints the function of csrc/<relpath> whose first line matches the regular expression
-    `signature`: from the comment, `template` and `__global__` lines just above it to its
-    closing brace."""
-    lines = (CSRC / relpath).read_text().splitlines()
-    first = next(i for i, line in enumerate(lines) if re.search(signature, line))
-    start = first
-    while start > 0 and lines[start - 1].lstrip().startswith(("template", "//", "__global__")):
-        start -= 1
-    depth, seen = 0, False
-    for end in range(first, len(lines)):
-        depth += lines[end].count("{") - lines[end].count("}")
-        seen = seen or "{" in lines[end]
-        if seen and depth == 0:
-            break
-    text = "\n".join(lines[start:end + 1])
-    print(f"// csrc/{relpath}, lines {start + 1}-{end + 1}\n{text}")
-    return text
 
 
 def constant(relpath: str, name: str) -> int:
