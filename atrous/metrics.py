@@ -44,7 +44,7 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
     keep = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
     if mask is not None:
-        if mask.shape != pred.shape and mask.numel() != pred.numel():
+        if mask.numel() != pred.numel():  # any shape with one entry per pixel
             raise ValueError(f"confusion_matrix: expected mask with {pred.numel()} elements, got shape "
                              f"{tuple(mask.shape)}")
         keep &= mask.reshape(-1).bool()

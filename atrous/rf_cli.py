@@ -14,18 +14,9 @@ from torch import nn
 
 from atrous import receptive_field as rfm
 
-# Named models for MODEL. Add an entry (factory, description) to make a model available by name; the
-# DeepLab models will be registered here once they exist.
+# Named models for MODEL: the teaching stacks, then every DeepLab factory of atrous.models (built
+# with 21 classes at output stride 16 only when chosen).
 MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = dict(rfm.TEACHING_STACKS)
-
-# The DeepLab models of atrous.models (21 classes, output stride 16), imported only when chosen:
-# they run on the compiled kernels, which the teaching stacks do not need.
-_DEEPLAB = [
-    "deeplabv3plus_xception65", "deeplabv3plus_xception41", "deeplabv3plus_xception71",
-    "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "deeplabv3plus_mobilenet_v3_large",
-    "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
-    "deeplabv3_xception65",
-]
 
 
 def _deeplab_factory(name: str) -> Callable[[], nn.Module]:
@@ -34,7 +25,7 @@ def _deeplab_factory(name: str) -> Callable[[], nn.Module]:
     return build
 
 
-for _name in _DEEPLAB:
+for _name in importlib.import_module("atrous.models").MODELS:
     MODELS[_name] = (_deeplab_factory(_name), "atrous.models, 21 classes, output stride 16")
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .synthetic import CONTEXT_SHAPES_CLASSES, RIM_COLOURS
+
 __all__ = [
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_PALETTE",
@@ -53,13 +55,13 @@ CITYSCAPES_PALETTE = np.array([
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
 ], np.uint8)
 
-CONTEXT_SHAPES_PALETTE = np.array([(0, 0, 0), (230, 30, 30), (30, 200, 30), (40, 40, 230)], np.uint8)
+CONTEXT_SHAPES_PALETTE = np.array([(0, 0, 0), *RIM_COLOURS], np.uint8)  # black background, the rim colours
 
 # name -> (class names, palette); also the `--palette` choices of the segment command.
 DATASET_INFO: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
     "voc": (VOC_CLASSES, VOC_PALETTE),
     "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
-    "shapes": (("background", "red", "green", "blue"), CONTEXT_SHAPES_PALETTE),
+    "shapes": (CONTEXT_SHAPES_CLASSES["rim"], CONTEXT_SHAPES_PALETTE),
 }
 
 

@@ -31,10 +31,12 @@ class AtrousRateWarning(UserWarning):
     """An ASPP rate is at least the feature-map size, so its branch sees mostly padding."""
 
 
-def default_aspp_rates(output_stride: int) -> tuple[int, int, int]:
-    """(6, 12, 18) at output stride 16, scaled by ``16 / output_stride``: (12, 24, 36) at 8, (3, 6, 9) at 32."""
-    output_stride = check_output_stride(output_stride, "default_aspp_rates")
-    return tuple(r * 16 // output_stride for r in (6, 12, 18))
+def default_aspp_rates(output_stride: int, base: tuple[int, int, int] = (6, 12, 18), *,
+                       where: str = "default_aspp_rates") -> tuple[int, int, int]:
+    """``base`` (the paper's (6, 12, 18)) at output stride 16, scaled by ``16 / output_stride``:
+    (12, 24, 36) at 8, (3, 6, 9) at 32."""
+    output_stride = check_output_stride(output_stride, where)
+    return tuple(r * 16 // output_stride for r in base)
 
 
 class ASPPPooling(nn.Sequential):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import AtrousConv2d, ConvBNAct
-from .common import StrideSchedule, check_output_stride
+from .common import StrideSchedule, check_output_stride, init_weights
 
 __all__ = ["MOBILENET_V3_LARGE", "InvertedResidual", "MobileNetV3", "SqueezeExcitation", "mobilenet_v3_large"]
 
@@ -134,11 +134,7 @@ class MobileNetV3(nn.Module):
         self.out_channels = 6 * last
         self.low_level_channels = MOBILENET_V3_LARGE[self.LOW_INDEX - 1].out_channels
         self.aux_channels = MOBILENET_V3_LARGE[self.AUX_INDEX - 1].out_channels
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self)  # torchvision's initialisation
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features: dict[str, torch.Tensor] = {}

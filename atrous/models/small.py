@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import AtrousSeparableConv2d, ConvBNAct, set_impl
-from .aspp import ASPP
+from ..nn import AtrousSeparableConv2d, ConvBNAct, same_padding, set_impl
+from .aspp import ASPP, default_aspp_rates
 from .common import StrideSchedule, check_output_stride, init_weights
 
 __all__ = ["SMALL_STAGES", "SlimXception", "deeplabv3plus_small", "small_aspp_rates", "undilate"]
@@ -37,8 +37,7 @@ SMALL_STAGES: tuple[tuple[int, int, int], ...] = ((24, 1, 2), (48, 2, 2), (96, 2
 
 def small_aspp_rates(output_stride: int) -> tuple[int, int, int]:
     """(2, 4, 6) at output stride 16, scaled by ``16 / output_stride``: (4, 8, 12) at 8, (1, 2, 3) at 32."""
-    output_stride = check_output_stride(output_stride, "small_aspp_rates")
-    return tuple(r * 16 // output_stride for r in (2, 4, 6))
+    return default_aspp_rates(output_stride, (2, 4, 6), where="small_aspp_rates")
 
 
 class SeparableBlock(nn.Module):
@@ -115,7 +114,7 @@ def undilate(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.Conv2d) and m.dilation != (1, 1):
             if isinstance(m.padding, str):
                 raise ValueError(f"undilate: expected numeric padding, got {m.padding!r} in {m}")
-            m.padding = tuple((k - 1) // 2 for k in m.kernel_size)
+            m.padding = tuple(same_padding(k) for k in m.kernel_size)
             m.dilation = (1, 1)
         if isinstance(m, ASPP):
             m.rates = tuple(1 for _ in m.rates)

@@ -39,12 +39,10 @@ def plot_predictions(model: nn.Module, dataset, classes, palette, mean, std, *, 
         truth = sample["mask"]
         correct = ((pred == truth) | (truth == 255)).float().mean().item()
         clear = (0,) if classes[0] == "background" else ()  # the background stays as it is
-        over = overlay(rgb, pred, palette, 0.6, transparent=clear)
+        over_path = None if overlay_dir is None else Path(overlay_dir) / f"val_{i}.png"
+        over = overlay(rgb, pred, palette, 0.6, transparent=clear, path=over_path)  # written when given a path
         panels = [(rgb, "image"), (colorize(truth, palette), "truth"),
                   (colorize(pred, palette), f"prediction: {100 * correct:.0f}% right"), (over, "overlay")]
-        if overlay_dir is not None:
-            Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-            overlay(rgb, pred, palette, 0.6, transparent=clear, path=Path(overlay_dir) / f"val_{i}.png")
         for ax, (picture, title) in zip(axes[i], panels):
             ax.imshow(picture)
             ax.set_title(title, fontsize=9)
