@@ -331,7 +331,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         loader = DataLoader(data.train, batch_sampler=sampler, num_workers=config.workers,
                             collate_fn=pad_collate, pin_memory=device.type == "cuda")
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = 0.0
         loss_count = 0
         bar = _progress(ctx, config, steps_per_epoch, step - epoch * steps_per_epoch,
                         f"epoch {epoch + 1}/{config.epochs}")
@@ -352,19 +352,20 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             # because DDP averages gradients: every process count gives the one-process gradient.
             totals = torch.stack([local_sum.detach().double(), (masks != data.ignore_index).sum().double()])
             totals = all_reduce_sum(totals)
-            loss = local_sum * (ctx.world_size / totals[1].clamp(min=1).item())
+            labelled = max(1.0, totals[1].item())  # one host sync per step
+            loss = local_sum * (ctx.world_size / labelled)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            step_loss = float(totals[0] / totals[1].clamp(min=1))
+            step_loss = totals[0].item() / labelled
             if not math.isfinite(step_loss):
                 raise FloatingPointError(f"train: the loss became {step_loss} at step {step}; lower --lr")
             loss_sum += step_loss
             loss_count += 1
             losses.append([step, step_loss, lr])
-            bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{lr:.2e}", refresh=False)
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{lr:.2e}", refresh=False)
             bar.update()
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 checkpoint = save("last.pt")
@@ -375,7 +376,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             checkpoint = save("last.pt")
             _log(ctx, f"stopped after step {step} (--stop-after); resume with --resume {out / 'last.pt'}")
             break
-        record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum.item() / max(1, loss_count),
+        record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, loss_count),
                   "seconds": time.perf_counter() - epoch_start}
         last_epoch = step >= total_steps
         if (epoch + 1) % config.val_every == 0 or last_epoch:
