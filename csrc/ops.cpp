@@ -84,9 +84,9 @@ PyObject* name_tuple(const std::array<std::string_view, N>& names) {
 }
 
 // {op name: ladder} for one device.
-template <size_t N>
-PyObject* ladders(const std::array<std::string_view, N>& dw, const std::array<std::string_view, 2>& pw,
-                  const std::array<std::string_view, 2>& dense) {
+template <size_t D, size_t P, size_t G>
+PyObject* ladders(const std::array<std::string_view, D>& dw, const std::array<std::string_view, P>& pw,
+                  const std::array<std::string_view, G>& dense) {
   PyObject* dict = PyDict_New();
   const std::pair<const char*, PyObject*> items[] = {
       {"depthwise_conv2d", name_tuple(dw)}, {"pointwise_conv2d", name_tuple(pw)}, {"atrous_conv2d", name_tuple(dense)}};

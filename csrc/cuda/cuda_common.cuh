@@ -106,6 +106,9 @@ inline Chunking reduction_chunks(int64_t total) {
   return {ceil_div(total, len), len};
 }
 
+// Bytes of one partial sum in a reduction workspace: the accumulator (float32 for the half types).
+inline int64_t acc_bytes(DType dtype) { return dtype == DType::Double ? 8 : 4; }
+
 // kernel<<<blocks, threads, smem, stream>>>(args...) and its launch check; nothing for no work.
 template <typename... KernelArgs, typename... Args>
 void launch(void (*kernel)(KernelArgs...), int64_t blocks, int threads, size_t smem,

@@ -240,8 +240,6 @@ depthwise_tiled_kernel(const T* __restrict__ src, const T* __restrict__ w, const
   }
 }
 
-int64_t acc_bytes(DType dtype) { return dtype == DType::Double ? 8 : 4; }
-
 // Runs the tiled kernel if its tile plan fits in shared memory; false if it does not.
 template <typename T>
 bool launch_tiled(const T* src, const T* w, const T* bias, T* dst, TiledParams p, cudaStream_t stream) {

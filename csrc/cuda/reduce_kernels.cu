@@ -54,7 +54,7 @@ void sum_partials(DType dtype, const void* partials, int64_t count, int64_t chun
 }
 
 int64_t backward_bias_workspace(DType dtype, int64_t batch, int64_t channels, int64_t h, int64_t w) {
-  return channels * reduction_chunks(batch * h * w).chunks * (dtype == DType::Double ? 8 : 4);
+  return channels * reduction_chunks(batch * h * w).chunks * acc_bytes(dtype);
 }
 
 void backward_bias(DType dtype, const void* gy, Strides4 gys, int64_t batch, int64_t channels,
