@@ -18,18 +18,9 @@ from typing import TextIO
 import torch
 from torch import nn
 
-try:  # optional: the receptive-field analysis lives in its own module
-    from .. import receptive_field as _rf_module
+from ..receptive_field import receptive_field as _receptive_field
 
-    _receptive_field = getattr(_rf_module, "receptive_field", None)
-    if not callable(_receptive_field):
-        _receptive_field = None
-except Exception:  # noqa: BLE001 - any failure to import just removes the column
-    _receptive_field = None
-
-__all__ = ["HAS_RECEPTIVE_FIELD", "LayerSummary", "ModelSummary", "summary"]
-
-HAS_RECEPTIVE_FIELD = _receptive_field is not None
+__all__ = ["LayerSummary", "ModelSummary", "summary"]
 
 
 @dataclass
@@ -260,7 +251,7 @@ def summary(model: nn.Module, input_size, *, in_channels: int | None = None, dep
 
     notes: list[str] = []
     result_rows = list(rows.values())
-    use_rf = receptive_field and HAS_RECEPTIVE_FIELD
+    use_rf = bool(receptive_field)
     if use_rf:
         column = _rf_column(model, shape, [r.name for r in result_rows], notes)
         for r in result_rows:
