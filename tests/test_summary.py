@@ -8,8 +8,6 @@ from torch import nn
 import atrous.models as M
 from atrous.nn import AtrousConv2d, AtrousSeparableConv2d
 
-# the module, not the function of the same name that atrous.models exports
-
 pytestmark = pytest.mark.filterwarnings("ignore::atrous.models.aspp.AtrousRateWarning")
 
 
