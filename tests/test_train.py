@@ -183,3 +183,33 @@ def test_evaluate_counts_every_pixel_once():
     counts = torch.bincount(torch.stack([ds[i]["mask"] for i in range(5)]).flatten(), minlength=4)
     assert torch.equal(cm.matrix[:, 0], counts) and cm.matrix[:, 1:].sum() == 0
     assert cm.scores().miou == pytest.approx(counts[0].item() / counts.sum().item() / 4)
+
+
+def test_progress_bar_shows_loss_and_learning_rate(tmp_path, monkeypatch):
+    """Each step updates a tqdm bar (one per epoch) whose postfix carries the running loss and the lr."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, **kw):
+            self.kw, self.postfixes, self.updates = kw, [], 0
+            bars.append(self)
+
+        def set_postfix(self, **kw):
+            self.postfixes.append(kw)
+
+        def update(self, n=1):
+            self.updates += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    result = train(TrainConfig(**{**TINY, "progress": True, "out": str(tmp_path)}))
+    assert [b.kw["desc"] for b in bars] == ["epoch 1/2", "epoch 2/2"] and not bars[0].kw["disable"]
+    assert sum(b.updates for b in bars) == result.step == 8
+    last = bars[-1].postfixes[-1]
+    assert float(last["lr"]) == pytest.approx(result.losses[-1][2], rel=1e-2)
+    epoch_losses = [loss for _, loss, _ in result.losses[4:]]
+    assert float(last["loss"]) == pytest.approx(sum(epoch_losses) / len(epoch_losses), abs=1e-4)
