@@ -2,7 +2,7 @@
 
 The C++ checks guard eager calls; these run where no C++ kernel does: in the fake (meta)
 kernels that torch.compile, torch.export and meta tensors use, so a bad call fails at trace
-time with the same message. tests/test_errors.py checks that both paths agree.
+time with the same message. tests/ops/test_errors.py checks that both paths agree.
 """
 
 from __future__ import annotations

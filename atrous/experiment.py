@@ -1,4 +1,4 @@
-"""`python -m atrous experiment`: does the wide receptive field of atrous convolution matter?
+"""The atrous experiment (`python -m atrous experiment`): does the wide receptive field of atrous convolution matter?
 
 Three variants of the small DeepLabV3+ (:func:`atrous.models.deeplabv3plus_small`) train with the same
 budget: the same steps, images, augmentation, seed and learning rate.
@@ -21,9 +21,7 @@ model's effective RF (gradient mass at the centre of validation images).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +29,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .data import pad_collate
+from .metrics import ConfusionMatrix
+from .readme import replace_block
+from .receptive_field import effective_receptive_field, receptive_field
+from .training import PRESETS, TrainConfig, predict, train
+
 __all__ = ["VARIANTS", "ExperimentRow", "Variant", "evaluate_by_size", "format_seeds_table", "format_table",
-           "run_experiment"]
+           "run_experiment", "update_readme"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,6 @@ def evaluate_by_size(model, dataset, num_classes: int = 4, *, deep: float = 12.0
     The per-size scores count only the pixels of objects of that size (the background is not among
     them), so their mean IoU is taken over the object classes 1 .. num_classes - 1.
     """
-    from atrous.data import pad_collate
-    from atrous.metrics import ConfusionMatrix
-    from atrous.training import predict
-
     model.eval()
     device = next(model.parameters()).device
     overall = ConfusionMatrix(num_classes)
@@ -97,8 +97,6 @@ def evaluate_by_size(model, dataset, num_classes: int = 4, *, deep: float = 12.0
 
 
 def _receptive_fields(model, dataset, image_size: int) -> tuple[int, int]:
-    from atrous.receptive_field import effective_receptive_field, receptive_field
-
     report = receptive_field(model.backbone, (image_size, image_size), output="out")
     images = torch.stack([dataset[i]["image"] for i in range(min(16, len(dataset)))])  # (N, 3, H, W)
     erf = effective_receptive_field(model, images.to(next(model.parameters()).device))
@@ -109,8 +107,6 @@ def run_experiment(config=None, variants=VARIANTS, *, deep: float = 12.0, out: s
                    **overrides) -> list[ExperimentRow]:
     """Train every variant with ``config`` (a :class:`~atrous.training.TrainConfig`; default: the demo
     preset) and evaluate it; writes ``OUT/experiment.md``, ``experiment.json`` and ``experiment.png``."""
-    from atrous.training import PRESETS, TrainConfig, train
-
     base = config.as_dict() if config is not None else dict(PRESETS["demo"], pictures=False)
     base.update(overrides)
     if base.get("dataset", "shapes") != "shapes":
@@ -181,82 +177,6 @@ def plot_experiment(rows: list[ExperimentRow], path: str | Path):
     return fig
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ", ".join(f"'{v.name}'" for v in VARIANTS)
-    parser.add_argument("--variants", default=None, metavar="LIST",
-                        help=f"comma-separated subset of {names} (default: all)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo's)")
-    parser.add_argument("--train-size", type=int, default=None, help="training images (default: the demo's)")
-    parser.add_argument("--val-size", type=int, default=None, help="validation images (default: the demo's)")
-    parser.add_argument("--image-size", type=int, default=None, help="image side (default: the demo's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the demo's)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
-    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    parser.add_argument("--seeds", default=None, metavar="LIST",
-                        help="repeat the experiment for each seed (e.g. 0,1,2) and report the mean and range; "
-                             "runs go to OUT/seed-S")
-    parser.add_argument("--cue", choices=("rim", "shape"), default=None,
-                        help="ContextShapes cue (default: rim)")
-    parser.add_argument("--deep", type=float, default=12.0, help="depth (pixels) of the 'far inside' column")
-    parser.add_argument("--out", default="experiment-out", help="output folder (default: experiment-out)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    parser.add_argument("--update-readme", default=None, metavar="PATH",
-                        help="also write the table between the '<!-- experiment:start/end -->' lines of PATH")
-
-
-def main(args: argparse.Namespace) -> int:
-    variants = VARIANTS
-    if args.variants:
-        wanted = [w.strip() for w in args.variants.split(",")]
-        known = {v.name: v for v in VARIANTS}
-        unknown = [w for w in wanted if w not in known]
-        if unknown:
-            print(f"experiment: error: --variants: unknown {unknown}; expected names from {list(known)}",
-                  file=sys.stderr)
-            return 2
-        variants = tuple(known[w] for w in wanted)
-    overrides = {k: getattr(args, k) for k in ("epochs", "train_size", "val_size", "image_size", "batch_size",
-                                                 "lr", "seed", "cue") if getattr(args, k) is not None}
-    seeds = None
-    if args.seeds is not None:
-        try:
-            seeds = [int(x) for x in args.seeds.split(",")]
-        except ValueError:
-            seeds = []
-        if not seeds or args.seed is not None:
-            print(f"experiment: error: --seeds: expected comma-separated integers, without --seed; got "
-                  f"{args.seeds!r}", file=sys.stderr)
-            return 2
-    readme = Path(args.update_readme) if args.update_readme else None
-    if readme is not None and not readme.is_file():  # checked before minutes of training, not after
-        print(f"experiment: error: --update-readme: no file {str(readme)!r}", file=sys.stderr)
-        return 2
-    try:
-        if seeds is None:
-            rows = run_experiment(variants=variants, deep=args.deep, out=args.out, progress=args.progress,
-                                  **overrides)
-            table = format_table(rows, args.deep)
-        else:
-            runs = [run_experiment(variants=variants, deep=args.deep, out=Path(args.out) / f"seed-{seed}",
-                                   progress=args.progress, seed=seed, **overrides) for seed in seeds]
-            rows = [r for run in runs for r in run]
-            table = format_seeds_table(seeds, runs, args.deep)
-            print(table)
-            (Path(args.out) / "experiment.md").write_text(table + "\n")
-            print(f"wrote {Path(args.out) / 'experiment.md'}")
-        if readme is not None:
-            flags = [f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()]
-            if seeds is not None:
-                flags.insert(0, f"--seeds {args.seeds}")
-            if args.variants:
-                flags.insert(0, f"--variants '{args.variants}'")
-            update_readme(readme, rows, args.deep, " ".join(flags), table)
-    except ValueError as e:
-        print(f"experiment: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def format_seeds_table(seeds: list[int], runs: list[list[ExperimentRow]], deep: float = 12.0) -> str:
     """Mean (range) over seeds per variant, then each seed's mIoU: training is chaotic enough that one
     seed moves a variant's mIoU by 10 points and more."""
@@ -285,20 +205,10 @@ def format_seeds_table(seeds: list[int], runs: list[list[ExperimentRow]], deep: 
 def update_readme(path: str | Path, rows: list[ExperimentRow], deep: float = 12.0,
                   command: str = "", table: str | None = None) -> None:
     """Writes the table, with the command and the training time, between the README's experiment markers."""
-    from atrous.bench import BenchError
-    from atrous.bench import update_readme as replace_block
-
     seconds = sum(r.seconds for r in rows)
     cmd = f"python -m atrous experiment {command}".strip()
     block = (f"Measured with `{cmd}` ({len(rows)} trainings, {seconds / 60:.0f} minutes in all):\n\n"
              + (format_table(rows, deep) if table is None else table))
-    try:
-        replace_block(Path(path), block, "<!-- experiment:start -->", "<!-- experiment:end -->")
-    except BenchError as e:
-        raise ValueError(str(e).replace("--update-readme", "experiment --update-readme")) from None
+    replace_block(path, block, "<!-- experiment:start -->", "<!-- experiment:end -->",
+                  option="experiment --update-readme")
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m atrous.experiment", description=__doc__)
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

@@ -119,10 +119,10 @@ else
   step "pytest -m cuda" 190 110 "$OUT/pytest-cuda.log" \
     "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider --junitxml="$OUT/pytest-cuda.xml" tests
   step "pytest build checks" 30 90 "$OUT/pytest-build.log" \
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_conv_index.py \
-    tests/test_build.py::test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled \
-    tests/test_build.py::test_info_lists_the_compiled_cuda_architectures \
-    tests/test_build.py::test_cuda_sources_compiled_when_expected
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_conv_index.py \
+    tests/extension/test_build.py::test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled \
+    tests/extension/test_build.py::test_info_lists_the_compiled_cuda_architectures \
+    tests/extension/test_build.py::test_cuda_sources_compiled_when_expected
 fi
 
 # 5. and 6. The benchmark: PyTorch on NCHW (its native depthwise kernel) and channels_last

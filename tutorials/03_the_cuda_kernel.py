@@ -28,7 +28,7 @@
 # - how the tiled kernel reads global memory (bytes per warp load, NCHW against channels_last),
 #   how much work each thread does, and why the weight gradient is deterministic;
 # - the same CUDA source compiled by g++ and run as threads on the CPU (the emulator of
-#   `tests/cuda_emulation`), checked against `F.conv2d`; and the ladder on a real GPU: run live
+#   `tests/cuda/cuda_emulation`), checked against `F.conv2d`; and the ladder on a real GPU: run live
 #   when this machine has one, otherwise the results recorded in the repository, if any.
 #
 # Every claim below is checked by an `assert`. Nothing here needs a GPU: the kernels run in the
@@ -118,7 +118,7 @@ assert "emulation::launch" in launch_src  # ... or, in the emulator build, the C
 # mean nothing, `threadIdx`/`blockIdx` are variables, a launch runs the blocks one after another,
 # and the threads of a block are coroutines: each runs until it reaches `__syncthreads()` (or
 # ends), then the next one runs. A barrier is a real barrier, and shared memory is really shared.
-# `tests/cuda_emulation/build.py` builds all the CUDA operators this way for the test suite.
+# `tests/cuda/cuda_emulation/build.py` builds all the CUDA operators this way for the test suite.
 #
 # Here we build less: the depthwise kernel file and the reductions, plus a few lines of
 # `extern "C"` glue that call the launchers of `csrc/cuda/kernels.h` on raw pointers, loaded

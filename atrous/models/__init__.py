@@ -1,6 +1,6 @@
 """DeepLabV3 and DeepLabV3+ on the atrous operators: backbones, ASPP, decoder, weight import and summary.
 
-Models (every one at output stride 8, 16 or 32; see :data:`MODELS`)::
+Models (every one at output stride 8, 16 or 32; see :data:`MODELS`, :func:`list_models`, :func:`get_model`)::
 
     import atrous.models as M
     model = M.deeplabv3plus_xception65(num_classes=21, output_stride=16)   # DeepLabV3+ paper model
@@ -18,31 +18,26 @@ Every convolution runs on :mod:`atrous.ops`; ``impl="torch"`` (argument of the f
 
 from .aspp import ASPP, ASPPPooling, AtrousRateWarning, default_aspp_rates
 from .decoder import Decoder, FCNHead
-from .deeplab import (
-    BACKBONES,
-    MODELS,
-    DeepLabV3,
-    DeepLabV3Plus,
-    build_backbone,
-    deeplabv3,
+from .deeplab import BACKBONES, DeepLabV3, DeepLabV3Plus, build_backbone, deeplabv3, deeplabv3plus, torchvision_deeplabv3
+from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
+from .registry import MODELS, get_model, list_models, register_model
+from .resnet import Bottleneck, ResNet, resnet50, resnet101
+from .zoo import (  # registers the named factories, in this order, before the small model
     deeplabv3_mobilenet_v3_large,
     deeplabv3_resnet50,
     deeplabv3_resnet101,
     deeplabv3_xception41,
     deeplabv3_xception65,
     deeplabv3_xception71,
-    deeplabv3plus,
     deeplabv3plus_mobilenet_v3_large,
     deeplabv3plus_resnet50,
     deeplabv3plus_resnet101,
     deeplabv3plus_xception41,
     deeplabv3plus_xception65,
     deeplabv3plus_xception71,
-    torchvision_deeplabv3,
 )
-from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
-from .resnet import Bottleneck, ResNet, resnet50, resnet101
-from .small import SlimXception, deeplabv3plus_small, small_aspp_rates, undilate
+from .small import SlimXception, deeplabv3plus_small, small_aspp_rates  # registers after the zoo
+from .transforms import undilate
 from .summary import LayerSummary, ModelSummary, summary
 from .weights import (
     WeightImportError,
@@ -94,10 +89,13 @@ __all__ = [
     "deeplabv3plus_xception65",
     "deeplabv3plus_xception71",
     "default_aspp_rates",
+    "get_model",
+    "list_models",
     "load_timm_xception",
     "load_torchvision_backbone",
     "load_torchvision_deeplabv3",
     "mobilenet_v3_large",
+    "register_model",
     "resnet50",
     "resnet101",
     "small_aspp_rates",

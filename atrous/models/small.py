@@ -13,8 +13,8 @@ model's rates are (2, 4, 6) at output stride 16, scaled by ``16 / output_stride`
 (4, 8, 12) at 8, where the largest reaches 3/4 of the way across a 16x16 map (18 reaches 55% of
 DeepLab's 33x33 map).
 
-:func:`undilate` sets every dilation of any model to 1 (strides unchanged): the "no atrous" control
-of :mod:`atrous.experiment`.
+:func:`~atrous.models.undilate` (in :mod:`atrous.models.transforms`) sets every dilation to 1, strides
+unchanged: the "no atrous" control of the experiments.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import AtrousSeparableConv2d, ConvBNAct, same_padding, set_impl
-from .aspp import ASPP, default_aspp_rates
+from ..nn import AtrousSeparableConv2d, ConvBNAct, set_impl
+from .aspp import default_aspp_rates
 from .common import StrideSchedule, check_output_stride, init_weights
+from .deeplab import DeepLabV3Plus
+from .registry import register_model
+from .transforms import undilate
 
-__all__ = ["SMALL_STAGES", "SlimXception", "deeplabv3plus_small", "small_aspp_rates", "undilate"]
+__all__ = ["SMALL_STAGES", "SlimXception", "deeplabv3plus_small", "small_aspp_rates"]
 
 # (out_channels, blocks, stride) per stage after the stride-2 stem; stage 1 ends at stride 4 and feeds
 # the decoder, stage 4 would end at stride 32.
@@ -103,24 +106,7 @@ class SlimXception(nn.Module):
         return features
 
 
-def undilate(model: nn.Module) -> nn.Module:
-    """Set the dilation of every convolution in ``model`` to 1, in place, keeping strides and sizes.
-
-    Padding shrinks with the rate (``(k - 1) // 2``) so every map keeps its size; ASPP modules' ``rates``
-    become 1 as well. The weights are untouched: this is the same network without atrous convolution,
-    the control of the receptive-field experiment. Returns ``model``.
-    """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.dilation != (1, 1):
-            if isinstance(m.padding, str):
-                raise ValueError(f"undilate: expected numeric padding, got {m.padding!r} in {m}")
-            m.padding = tuple(same_padding(k) for k in m.kernel_size)
-            m.dilation = (1, 1)
-        if isinstance(m, ASPP):
-            m.rates = tuple(1 for _ in m.rates)
-    return model
-
-
+@register_model
 def deeplabv3plus_small(num_classes: int = 4, output_stride: int = 16, *,
                         aspp_rates: Sequence[int] | None = None, aspp_channels: int = 64,
                         decoder_channels: int = 64, low_level_projection: int = 16, dropout: float = 0.1,
@@ -132,8 +118,6 @@ def deeplabv3plus_small(num_classes: int = 4, output_stride: int = 16, *,
     ``dilated=False`` builds the same network with every dilation set to 1 (:func:`undilate`); ``aux``
     adds an auxiliary FCN head on the stage-3 features, as the other factories.
     """
-    from .deeplab import DeepLabV3Plus  # deeplab.py imports this module to register the factory
-
     backbone = SlimXception(output_stride, in_channels)
     rates = small_aspp_rates(output_stride) if aspp_rates is None else tuple(aspp_rates)
     model = DeepLabV3Plus(backbone, num_classes, aspp_rates=rates, aspp_channels=aspp_channels,

@@ -9,6 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models import get_model, undilate
+from ..nn import set_impl
+
 __all__ = ["ModelSpec", "build_model", "load_checkpoint", "load_model", "save_checkpoint"]
 
 CHECKPOINT_VERSION = 1
@@ -31,21 +34,14 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec | dict, impl: str | None = None) -> nn.Module:
-    """The model a :class:`ModelSpec` describes, freshly initialised (load weights afterwards)."""
-    import atrous.models as M
-    from atrous.models.small import undilate
-
+    """The model a :class:`ModelSpec` describes (:func:`atrous.models.get_model`), freshly initialised
+    (load weights afterwards)."""
     if isinstance(spec, dict):
         spec = ModelSpec(**spec)
-    if spec.name not in M.MODELS:
-        raise ValueError(f"build_model: expected a model name in atrous.models.MODELS "
-                         f"({', '.join(M.MODELS)}), got {spec.name!r}")
-    model = M.MODELS[spec.name](num_classes=spec.num_classes, output_stride=spec.output_stride, **spec.kwargs)
+    model = get_model(spec.name, num_classes=spec.num_classes, output_stride=spec.output_stride, **spec.kwargs)
     if not spec.dilated:
         undilate(model)
     if impl is not None:
-        from atrous.nn import set_impl
-
         set_impl(model, impl)
     return model
 

@@ -1,0 +1,5 @@
+"""The commands of `python -m atrous`: one thin module per command, each `add_arguments(parser)` and `main(args)`.
+
+A command parses its flags and calls library functions; it holds no library logic. Commands turn
+bad input into a one-line `COMMAND: error: ...` on stderr and exit status 2.
+"""
