@@ -1,4 +1,4 @@
-"""Inference: ``segment(model, image) -> mask``, with optional multi-scale and flip averaging.
+"""Inference: ``predict`` (class probabilities, multi-scale and flip) and ``segment(model, image) -> mask``.
 
 ``atrous.segment`` is this module's :func:`segment` (``import atrous`` loads it on first use)::
 
@@ -19,19 +19,53 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .data import read_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["as_image_tensor", "segment"]
+__all__ = ["as_image_tensor", "predict", "segment"]
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first spatial convolution weight is stored NHWC (``model.to(memory_format=...)``)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[-1] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
+            flip: bool = False) -> torch.Tensor:
+    """Class probabilities ``(N, K, H, W)`` of normalised images ``(N, 3, H, W)``, averaged over
+    ``scales`` (each input resized bilinearly, each output resized back) and, with ``flip``, over the
+    mirrored inputs (DeepLab's multi-scale and flip inference)."""
+    size = images.shape[-2:]
+    param = next(model.parameters(), None)
+    if param is not None and images.dtype != param.dtype and param.is_floating_point():
+        images = images.to(param.dtype)
+    if _is_channels_last(model):
+        images = images.contiguous(memory_format=torch.channels_last)
+    total = None
+    for s in scales:
+        x = images if s == 1 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
+        for flipped in ((False, True) if flip else (False,)):
+            out = model(x.flip(-1) if flipped else x)
+            out = out["out"] if isinstance(out, dict) else out
+            out = out.flip(-1) if flipped else out
+            if out.shape[-2:] != size:
+                out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            prob = (out if out.dtype == torch.float64 else out.float()).softmax(1)  # (N, K, H, W)
+            total = prob if total is None else total + prob
+    return total / (len(scales) * (2 if flip else 1))
 
 
 def as_image_tensor(image) -> torch.Tensor:
     """A path, PIL image, ``(H, W, 3)`` uint8 array or ``(3, H, W)`` / ``(N, 3, H, W)`` tensor (uint8, or
     float in [0, 1]) -> float tensor in [0, 1], ``(N, 3, H, W)``."""
     if isinstance(image, (str, os.PathLike)):
-        from .data import read_image
-
         image = read_image(image)
     elif hasattr(image, "convert"):  # PIL
         image = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
@@ -58,11 +92,9 @@ def segment(model: nn.Module, image, *, mean: Sequence[float] = IMAGENET_MEAN,
     ``image``: a path, a PIL image, an ``(H, W, 3)`` uint8 array or a ``(3, H, W)`` / ``(N, 3, H, W)``
     tensor (uint8, or float in [0, 1]); it is normalised with ``mean``/``std`` (ImageNet's, as in
     training). ``scales`` and ``flip`` average the class probabilities over resized and mirrored
-    copies (:func:`atrous.training.predict`). The model runs in eval mode (its mode is restored).
+    copies (:func:`predict`). The model runs in eval mode (its mode is restored).
     ``return_probabilities`` returns the ``(N, K, H, W)`` probabilities instead.
     """
-    from .training.loop import predict
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"segment: expected model to be an nn.Module, got {type(model).__name__}")
     x = as_image_tensor(image)

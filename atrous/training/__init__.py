@@ -1,5 +1,8 @@
 """Training and evaluation: config, loop, checkpoints, scale-out with torchrun (DDP, SyncBatchNorm).
 
+``predict`` (:mod:`atrous.inference`) and ``build_data`` / ``DataBundle`` (:mod:`atrous.data`) are re-exported
+here for convenience; they live below training, which imports them, never the reverse.
+
 ::
 
     from atrous.training import TrainConfig, train
@@ -11,6 +14,8 @@
         --model deeplabv3plus_xception65
 """
 
+from ..data import DataBundle, build_data
+from ..inference import predict
 from .checkpoint import ModelSpec, build_model, load_checkpoint, load_model, save_checkpoint
 from .config import DATASETS, PRESETS, TrainConfig, add_config_arguments, config_from_args
 from .distributed import (
@@ -20,17 +25,7 @@ from .distributed import (
     convert_sync_batchnorm,
     setup_distributed,
 )
-from .loop import (
-    DataBundle,
-    TrainResult,
-    build_data,
-    evaluate,
-    poly_lr,
-    predict,
-    resolve_impl,
-    seed_everything,
-    train,
-)
+from .loop import TrainResult, evaluate, poly_lr, resolve_impl, seed_everything, train
 
 __all__ = [
     "DATASETS",

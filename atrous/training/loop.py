@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..data import Augmented, pad_collate
+from .._extension import ExtensionNotBuiltError
+from ..data import DataBundle, build_data, pad_collate
+from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -34,26 +36,12 @@ from .distributed import (
     shard_indices,
 )
 
-__all__ = ["DataBundle", "TrainResult", "build_data", "evaluate", "poly_lr", "predict", "resolve_impl",
-           "seed_everything", "train"]
+try:
+    from .. import ops as _ops
+except ExtensionNotBuiltError:  # impl="torch" trains without the compiled kernels
+    _ops = None
 
-
-@dataclass
-class DataBundle:
-    """Training and validation datasets plus what the model and inference need to know about them."""
-
-    train: Dataset
-    val: Dataset
-    num_classes: int
-    classes: tuple[str, ...]
-    palette: list[list[int]]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    ignore_index: int = 255
-
-    def info(self) -> dict:
-        return {"classes": list(self.classes), "palette": self.palette, "mean": list(self.mean),
-                "std": list(self.std), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
+__all__ = ["TrainResult", "evaluate", "poly_lr", "resolve_impl", "seed_everything", "train"]
 
 
 @dataclass
@@ -96,102 +84,19 @@ def resolve_impl(impl: str, device: torch.device) -> str:
     """'auto' -> 'atrous' where our kernels run on ``device``, else 'torch' (F.conv2d, same weights)."""
     if impl != "auto":
         return impl
+    if _ops is None:
+        return "torch"
     if device.type == "cpu":
         return "atrous"
     try:  # CUDA kernels are built only on CUDA machines with a toolkit: ask the operator itself
-        import atrous.ops as ops
-
         x = torch.zeros(1, 1, 3, 3, device=device)
-        ops.depthwise_conv2d(x, torch.zeros(1, 1, 3, 3, device=device))
+        _ops.depthwise_conv2d(x, torch.zeros(1, 1, 3, 3, device=device))
         return "atrous"
     except Exception:
         return "torch"
 
 
-# ---- data ------------------------------------------------------------------------------------------
-
-def build_data(config: TrainConfig) -> DataBundle:
-    """The datasets a config names, with their augmentation (see :class:`~atrous.data.Augmented`)."""
-    from ..data import Cityscapes, ContextShapes, SegmentationFolder, VOCSegmentation, find_voc_root
-    from ..data import transforms as T
-    from ..data.palettes import palette_for
-
-    mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
-    if config.dataset == "shapes":
-        train = ContextShapes(config.train_size, config.image_size, seed=config.data_seed, cue=config.cue)
-        val = ContextShapes(config.val_size, config.image_size, seed=config.data_seed + 1000, cue=config.cue)
-        crop, scale = config.crop_size, None
-        if config.min_scale is not None or config.max_scale is not None:
-            scale = (config.min_scale or 1.0, config.max_scale or 1.0)
-        classes = train.classes
-        palette = palette_for(4, "shapes") if config.cue == "rim" else palette_for(4)
-    else:
-        if config.data_root is None:
-            raise ValueError(f"train: expected --data-root for dataset {config.dataset!r}")
-        scale = (config.min_scale if config.min_scale is not None else 0.5,
-                 config.max_scale if config.max_scale is not None else 2.0)
-        split = config.train_split
-        if config.dataset == "voc":
-            if split is None:
-                lists = find_voc_root(config.data_root) / "ImageSets" / "Segmentation"
-                split = "train_aug" if (lists / "train_aug.txt").is_file() else "train"
-            train = VOCSegmentation(config.data_root, split)
-            val = VOCSegmentation(config.data_root, config.val_split)
-            crop = config.crop_size or 513
-        elif config.dataset == "cityscapes":
-            train = Cityscapes(config.data_root, split or "train")
-            val = Cityscapes(config.data_root, config.val_split)
-            crop = config.crop_size or 768
-        else:
-            train = SegmentationFolder(config.data_root, split or "train", config.num_classes)
-            val = SegmentationFolder(config.data_root, config.val_split, config.num_classes)
-            crop = config.crop_size or 512
-        classes, palette = train.classes, train.palette
-    if config.num_classes is not None and config.num_classes != len(classes):
-        raise ValueError(f"train: --num-classes {config.num_classes} differs from the {len(classes)} classes "
-                         f"of dataset {config.dataset!r}")
-    train_tf = T.train_transform(crop, scale=scale, flip=config.flip, mean=mean, std=std)
-    train = Augmented(train, train_tf, seed=config.seed)
-    val.transform = T.eval_transform(mean, std)
-    return DataBundle(train, val, len(classes), tuple(classes), np.asarray(palette).tolist(), tuple(mean),
-                      tuple(std))
-
-
 # ---- inference and evaluation ----------------------------------------------------------------------
-
-def _is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's first spatial convolution weight is stored NHWC (``model.to(memory_format=...)``)."""
-    for p in model.parameters():
-        if p.dim() == 4 and p.shape[-1] > 1:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1.0,),
-            flip: bool = False) -> torch.Tensor:
-    """Class probabilities ``(N, K, H, W)`` of normalised images ``(N, 3, H, W)``, averaged over
-    ``scales`` (each input resized bilinearly, each output resized back) and, with ``flip``, over the
-    mirrored inputs (DeepLab's multi-scale and flip inference)."""
-    size = images.shape[-2:]
-    param = next(model.parameters(), None)
-    if param is not None and images.dtype != param.dtype and param.is_floating_point():
-        images = images.to(param.dtype)
-    if _is_channels_last(model):
-        images = images.contiguous(memory_format=torch.channels_last)
-    total = None
-    for s in scales:
-        x = images if s == 1 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
-        for flipped in ((False, True) if flip else (False,)):
-            out = model(x.flip(-1) if flipped else x)
-            out = out["out"] if isinstance(out, dict) else out
-            out = out.flip(-1) if flipped else out
-            if out.shape[-2:] != size:
-                out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-            prob = (out if out.dtype == torch.float64 else out.float()).softmax(1)  # (N, K, H, W)
-            total = prob if total is None else total + prob
-    return total / (len(scales) * (2 if flip else 1))
-
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 8,

@@ -8,7 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .loop import TrainResult, predict
+from ..inference import predict
+from ..receptive_field import effective_receptive_field
+from ..viz import colorize, overlay, plot_erf
+from .loop import TrainResult
 
 __all__ = ["draw_pictures", "plot_predictions"]
 
@@ -24,8 +27,6 @@ def plot_predictions(model: nn.Module, dataset, classes, palette, mean, std, *, 
     prediction over the image. With ``overlay_dir``, each overlay is also written there as ``val_<i>.png``."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-
-    from atrous.viz import colorize, overlay
 
     palette = np.asarray(palette, np.uint8)
     count = min(count, len(dataset))
@@ -63,9 +64,6 @@ def draw_pictures(result: TrainResult, out: str | Path | None = None, count: int
     validation images, drawn over the first, with the square that holds half of the gradient (the
     theoretical RF of a DeepLab model covers the image: ASPP's image pooling sees everything). Returns the
     paths written."""
-    from atrous.receptive_field import effective_receptive_field
-    from atrous.viz import plot_erf
-
     out = Path(out or result.config.out)
     data = result.data
     model = result.model.eval()

@@ -1,0 +1,83 @@
+"""The datasets a training configuration names: train and validation sets, augmentation, class names and colours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from . import transforms as T
+from .batching import Augmented
+from .cityscapes import Cityscapes
+from .files import SegmentationFolder
+from .palettes import palette_for
+from .synthetic import ContextShapes
+from .voc import VOCSegmentation, find_voc_root
+
+__all__ = ["DataBundle", "build_data"]
+
+
+@dataclass
+class DataBundle:
+    """Training and validation datasets plus what the model and inference need to know about them."""
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    classes: tuple[str, ...]
+    palette: list[list[int]]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    ignore_index: int = 255
+
+    def info(self) -> dict:
+        return {"classes": list(self.classes), "palette": self.palette, "mean": list(self.mean),
+                "std": list(self.std), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
+
+
+def build_data(config) -> DataBundle:
+    """The datasets a config names, with their augmentation (see :class:`~atrous.data.Augmented`).
+
+    ``config``: an :class:`atrous.training.TrainConfig`, or any object with its data fields (dataset,
+    data_root, train/val sizes and splits, image/crop size, scales, flip, cue, seeds, num_classes).
+    """
+    mean, std = T.IMAGENET_MEAN, T.IMAGENET_STD
+    if config.dataset == "shapes":
+        train = ContextShapes(config.train_size, config.image_size, seed=config.data_seed, cue=config.cue)
+        val = ContextShapes(config.val_size, config.image_size, seed=config.data_seed + 1000, cue=config.cue)
+        crop, scale = config.crop_size, None
+        if config.min_scale is not None or config.max_scale is not None:
+            scale = (config.min_scale or 1.0, config.max_scale or 1.0)
+        classes = train.classes
+        palette = palette_for(4, "shapes") if config.cue == "rim" else palette_for(4)
+    else:
+        if config.data_root is None:
+            raise ValueError(f"train: expected --data-root for dataset {config.dataset!r}")
+        scale = (config.min_scale if config.min_scale is not None else 0.5,
+                 config.max_scale if config.max_scale is not None else 2.0)
+        split = config.train_split
+        if config.dataset == "voc":
+            if split is None:
+                lists = find_voc_root(config.data_root) / "ImageSets" / "Segmentation"
+                split = "train_aug" if (lists / "train_aug.txt").is_file() else "train"
+            train = VOCSegmentation(config.data_root, split)
+            val = VOCSegmentation(config.data_root, config.val_split)
+            crop = config.crop_size or 513
+        elif config.dataset == "cityscapes":
+            train = Cityscapes(config.data_root, split or "train")
+            val = Cityscapes(config.data_root, config.val_split)
+            crop = config.crop_size or 768
+        else:
+            train = SegmentationFolder(config.data_root, split or "train", config.num_classes)
+            val = SegmentationFolder(config.data_root, config.val_split, config.num_classes)
+            crop = config.crop_size or 512
+        classes, palette = train.classes, train.palette
+    if config.num_classes is not None and config.num_classes != len(classes):
+        raise ValueError(f"train: --num-classes {config.num_classes} differs from the {len(classes)} classes "
+                         f"of dataset {config.dataset!r}")
+    train_tf = T.train_transform(crop, scale=scale, flip=config.flip, mean=mean, std=std)
+    train = Augmented(train, train_tf, seed=config.seed)
+    val.transform = T.eval_transform(mean, std)
+    return DataBundle(train, val, len(classes), tuple(classes), np.asarray(palette).tolist(), tuple(mean),
+                      tuple(std))
