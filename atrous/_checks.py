@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .receptive_field.arithmetic import conv_output_size, effective_kernel_size
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 # The CUDA kernels also take the half types (accumulating in float32); the CPU kernels do not.
 CUDA_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -134,14 +136,14 @@ def _spatial(op: str, kind: str, input_size, weight_size, stride, padding, dilat
         stride, padding, dilation = (1, 1), (0, 0), (1, 1)
     n, c, h, w = input_size
     kh, kw = weight_size[2], weight_size[3]
-    keff_h, keff_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    keff_h, keff_w = effective_kernel_size(kh, dilation[0]), effective_kernel_size(kw, dilation[1])
     padded_h, padded_w = h + 2 * padding[0], w + 2 * padding[1]
     if not (padded_h >= keff_h and padded_w >= keff_w):
         _fail(op, ": Calculated padded input size per channel: (", padded_h, " x ", padded_w,
               "). Kernel size (dilated): (", keff_h, " x ", keff_w,
               "). Kernel size can't be greater than actual input size")
-    out_h = (padded_h - keff_h) // stride[0] + 1
-    out_w = (padded_w - keff_w) // stride[1] + 1
+    out_h = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    out_w = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
     return Geometry(n, c, weight_size[0], h, w, out_h, out_w, kh, kw)
 
 

@@ -28,12 +28,13 @@ import torch
 
 from . import _checks
 from ._extension import load as _load_extension
+from .receptive_field.arithmetic import _pair  # F.conv2d's int-or-pair rule, shared with the analysis
 
 _EXTENSION = _load_extension()  # registers torch.ops.atrous.*; raises with build instructions if missing
 
 _ops = torch.ops.atrous
 
-__all__ = ["depthwise_conv2d", "pointwise_conv2d", "atrous_conv2d", "separable_conv2d", "algorithms"]
+__all__ = ["algorithms", "atrous_conv2d", "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d"]
 
 # {device type: {op name: rungs}}: each device has its own ladder (csrc/common/algorithms.h).
 _ALGORITHMS: dict = {device: dict(ladders) for device, ladders in _EXTENSION.algorithms.items()}
@@ -72,19 +73,6 @@ def _check_algo(op: str, name: str, algo, device="cpu") -> None:
 # --------------------------------------------------------------------------------------------
 # Argument normalisation (F.conv2d conventions)
 # --------------------------------------------------------------------------------------------
-
-def _pair(value, name: str, op: str) -> tuple[int, int]:
-    """An int or a pair of ints -> (h, w); anything else is a TypeError naming the argument."""
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
-
 
 def _padding(op: str, input: torch.Tensor, weight: torch.Tensor, padding, stride, dilation):
     """Resolves 'valid'/'same' padding. Returns (input, (ph, pw)).

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import torch
 
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+from .receptive_field.arithmetic import _pair, conv_output_size, effective_kernel_size
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """floor((size + 2p - k_eff) / s) + 1 with k_eff = d*(k - 1) + 1, the dilated kernel's extent."""
-    k_eff = dilation * (kernel - 1) + 1
-    return (size + 2 * padding - k_eff) // stride + 1
+    return conv_output_size(size, kernel, stride, padding, dilation)
 
 
 def _zero_pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
@@ -42,13 +39,16 @@ def _tap(x_pad: torch.Tensor, i: int, j: int, out_hw, stride, dilation) -> torch
 
 
 def _geometry(x, weight, stride, padding, dilation):
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
     kh, kw = weight.shape[2:]
+    if any(n + 2 * p < effective_kernel_size(k, d)
+           for n, k, p, d in zip(x.shape[2:], (kh, kw), padding, dilation)):
+        raise RuntimeError(f"reference: the dilated kernel is larger than the padded input "
+                           f"(input {tuple(x.shape[2:])}, padding {padding}, kernel {(kh, kw)}, "
+                           f"dilation {dilation})")
     out_hw = (output_size(x.shape[2], kh, stride[0], padding[0], dilation[0]),
               output_size(x.shape[3], kw, stride[1], padding[1], dilation[1]))
-    if out_hw[0] < 1 or out_hw[1] < 1:
-        raise RuntimeError(f"reference: the dilated kernel is larger than the padded input "
-                           f"(input {tuple(x.shape[2:])}, padding {padding}, kernel {(kh, kw)}, dilation {dilation})")
     return stride, padding, dilation, out_hw
 
 

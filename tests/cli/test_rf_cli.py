@@ -1,6 +1,7 @@
-"""Tests for the `rf` command (atrous.rf_cli) on small models."""
+"""Tests for the `rf` command (atrous.cli.rf) on small models."""
 
 import argparse
+import re
 
 import matplotlib
 import pytest
@@ -8,7 +9,9 @@ from torch import nn
 
 from atrous import __main__ as atrous_main
 from atrous import receptive_field as rfm
-from atrous import rf_cli
+from atrous.cli import rf as rf_cli
+from atrous.models import list_models
+from atrous.receptive_field import measurement
 
 matplotlib.use("Agg")  # headless; viz draws on Figure objects, never through pyplot
 
@@ -44,11 +47,29 @@ def test_registry_is_extensible_and_unanalysable_models_exit_2(monkeypatch, caps
     def factory():
         return nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten())
 
-    monkeypatch.setitem(rf_cli.MODELS, "flat", (factory, "a classifier"))
+    monkeypatch.setitem(rfm.TEACHING_STACKS, "flat", (factory, "a classifier"))
     assert run("flat", "--input-size", 9, 9, "--no-pictures") == 2
     captured = capsys.readouterr()
     assert "problem: " in captured.out and "flatten" in captured.out
     assert "cannot be fully analysed" in captured.err
+
+
+def test_lists_the_teaching_stacks_and_every_registered_model():
+    parser = argparse.ArgumentParser()
+    rf_cli.add_arguments(parser)
+    listed = [line.split()[0] for line in parser.epilog.split("\n\n")[0].splitlines()[1:]]
+    assert listed == [*rfm.TEACHING_STACKS, *list_models()]
+
+
+@pytest.mark.filterwarnings("ignore:ASPP:UserWarning")  # rates larger than the tiny feature map
+def test_registered_model_by_name(capsys):
+    # a registry name builds that model with 21 classes: the output row has 21 channels
+    assert run("deeplabv3plus_small", "--input-size", 33, 33, "--no-pictures", "--no-measure") == 0
+    lines = capsys.readouterr().out.splitlines()
+    index = next(line for line in lines if line.startswith("output #")).split()[1].lstrip("#")
+    column = re.search(r"\bC\b", lines[0]).start()
+    row = next(line for line in lines[2:] if line.split()[:1] == [index])
+    assert row[column:].split()[0] == "21"
 
 
 def test_bad_model_and_arguments_exit_2(capsys):
@@ -61,20 +82,20 @@ def test_bad_model_and_arguments_exit_2(capsys):
 
 
 def test_photo_erf_needs_three_channels(monkeypatch, capsys):
-    monkeypatch.setitem(rf_cli.MODELS, "gray", (lambda: nn.Conv2d(1, 1, 3), "one input channel"))
+    monkeypatch.setitem(rfm.TEACHING_STACKS, "gray", (lambda: nn.Conv2d(1, 1, 3), "one input channel"))
     assert run("gray", "--input-size", 9, 9, "--erf-input", "photo") == 2
     assert "3-channel" in capsys.readouterr().err
 
 
 def test_disagreement_exits_1(monkeypatch, capsys):
-    real = rfm.measure_receptive_field
+    real = measurement.measure_receptive_field
 
     def shifted(*args, **kwargs):
         m = real(*args, **kwargs)
         m.box = (m.box[0] + 1, *m.box[1:])
         return m
 
-    monkeypatch.setattr(rfm, "measure_receptive_field", shifted)
+    monkeypatch.setattr(measurement, "measure_receptive_field", shifted)
     assert run("plain", "--input-size", 17, 17, "--no-pictures") == 1
     assert "DISAGREES" in capsys.readouterr().out
 

@@ -5,7 +5,6 @@ import torch
 
 import atrous.models as M
 from atrous.receptive_field import measure_receptive_fields, receptive_field
-from atrous.rf_cli import MODELS, load_model
 
 
 @pytest.mark.parametrize("name,size", [
@@ -35,9 +34,3 @@ def test_strides_become_dilation_without_losing_receptive_field():
         rf[os_] = report.output.rf[0]  # AxisRF(size, jump, start) along the height
     assert rf[8].jump == 8 and rf[16].jump == 16
     assert rf[8].size == rf[16].size == 427
-
-
-def test_cli_lists_and_loads_our_models():
-    assert "deeplabv3plus_xception65" in MODELS
-    model = load_model("deeplabv3_mobilenet_v3_large")
-    assert isinstance(model, M.DeepLabV3)

@@ -1,217 +1,31 @@
-"""Matplotlib pictures that teach receptive fields: dilated sampling grids, RF growth, gridding, ASPP, ERFs.
-
-Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so nothing global to close),
-returns it, and saves it when given ``path`` (PNG unless the suffix says otherwise; the animation saves
-a GIF through ``matplotlib.animation.PillowWriter``).
-"""
+"""Receptive-field pictures: RF growth with depth, gridding, ASPP coverage on a photo, ERFs, measured RFs."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.animation import FuncAnimation, PillowWriter
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from atrous import receptive_field as rfm
+from .. import receptive_field as rfm
+from .common import PathLike, _box_patch, _save, load_sample_image
 
 __all__ = [
-    "animate_dilated_conv",
-    "load_sample_image",
+    "DEFAULT_GRIDDING",
     "plot_aspp_coverage",
-    "plot_dilated_kernel",
     "plot_erf",
     "plot_gridding",
     "plot_measured_rf",
     "plot_rf_growth",
 ]
 
-PathLike = str | os.PathLike | None
-
-_INPUT = "#cfe2f3"  # conv_arithmetic's palette: blue input, darker taps, cyan output
-_PAD = "#ffffff"
-_TAP = "#1f5f99"
-_OUTPUT = "#b6e3e9"
-_CURRENT = "#138d90"
-
-
-def _save(fig: Figure, path: PathLike, dpi: int = 100) -> Figure:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
-    return fig
-
-
-def _box_patch(box: tuple[int, int, int, int], **kw) -> Rectangle:
-    """A rectangle around the pixels of an inclusive (top, left, bottom, right) box in imshow coordinates."""
-    top, left, bottom, right = box
-    return Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, **kw)
-
-
-def load_sample_image(size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Matplotlib's ``grace_hopper.jpg`` as an ``(H, W, 3)`` uint8 array, resized to ``size`` if given."""
-    from matplotlib import cbook
-    from PIL import Image
-
-    data = cbook.get_sample_data("grace_hopper.jpg")
-    # Depending on the matplotlib version this is an open file or a path.
-    if isinstance(data, (str, os.PathLike)):
-        img = Image.open(data)
-    else:
-        with data:
-            img = Image.open(data)
-            img.load()
-    img = img.convert("RGB")
-    if size is not None:
-        h, w = (size, size) if isinstance(size, int) else size
-        img = img.resize((w, h), Image.BILINEAR)
-    return np.asarray(img)
-
 
 # ------------------------------------------------------------------------------------------------
-# a. the dilated kernel's sampling grid
-# ------------------------------------------------------------------------------------------------
-
-
-def _tap_offsets(kernel_size: int, rate: int) -> list[int]:
-    """Tap offsets from the window's centre pixel: (t - (k - 1) // 2) d for t = 0 .. k - 1."""
-    return [(t - (kernel_size - 1) // 2) * rate for t in range(kernel_size)]
-
-
-def _k_eff_text(k: int, d: int) -> str:
-    return f"k_eff = {k} + ({k}-1)({d}-1) = {rfm.effective_kernel_size(k, d)}"
-
-
-def _grid(
-    ax: Axes, rows: int, cols: int, colour: str, origin=(0, 0), gid: str = "cell", pad: int = 0
-) -> dict:
-    """Unit cells at (row, col) for rows/cols in [-pad, n + pad); padding cells are white and dashed."""
-    cells = {}
-    for r in range(-pad, rows + pad):
-        for c in range(-pad, cols + pad):
-            is_pad = not (0 <= r < rows and 0 <= c < cols)
-            rect = Rectangle((origin[1] + c, origin[0] + r), 1, 1, facecolor=_PAD if is_pad else colour,
-                             edgecolor="#9e9e9e", linewidth=0.8, linestyle="--" if is_pad else "-",
-                             gid="pad" if is_pad else gid)
-            ax.add_patch(rect)
-            cells[r, c] = rect
-    return cells
-
-
-def plot_dilated_kernel(
-    rates: Sequence[int] = (1, 2, 3),
-    kernel_size: int = 3,
-    input_size: int | None = None,
-    path: PathLike = None,
-) -> Figure:
-    """One panel per rate: the ``k x k`` taps of a dilated kernel over an input grid, numbered row by
-    row, with the span ``k_eff = k + (k - 1)(d - 1)`` outlined and annotated."""
-    if kernel_size < 1:
-        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
-    if not rates or any(d < 1 for d in rates):
-        raise ValueError(f"rates must be a non-empty list of ints >= 1, got {rates!r}")
-    spans = [rfm.effective_kernel_size(kernel_size, d) for d in rates]
-    n = max(spans) + 2 if input_size is None else input_size
-    if n < max(spans):
-        raise ValueError(f"input_size={n} is smaller than the largest effective kernel {max(spans)}")
-    fig = Figure(figsize=(3.2 * len(rates), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(rates), squeeze=False)[0]
-    c = (n - 1) // 2
-    for ax, d, k_eff in zip(axes, rates, spans):
-        cells = _grid(ax, n, n, _INPUT)
-        offsets = _tap_offsets(kernel_size, d)
-        number = 1
-        for oy in offsets:
-            for ox in offsets:
-                cell = cells[c + oy, c + ox]
-                cell.set_facecolor(_TAP)
-                cell.set_gid("tap")
-                ax.text(c + ox + 0.5, c + oy + 0.5, str(number), ha="center", va="center", color="white",
-                        fontsize=9, fontweight="bold")
-                number += 1
-        lo = c + offsets[0]
-        ax.add_patch(Rectangle((lo, lo), k_eff, k_eff, fill=False, edgecolor="#e4572e", linewidth=2,
-                               linestyle="--", gid="span"))
-        ax.set_title(f"rate d = {d}")
-        ax.set_xlabel(_k_eff_text(kernel_size, d))
-        ax.set_xlim(0, n)
-        ax.set_ylim(n, 0)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"a {kernel_size}x{kernel_size} kernel sampling its input at rates {tuple(rates)}")
-    return _save(fig, path)
-
-
-def animate_dilated_conv(
-    rate: int = 2,
-    kernel_size: int = 3,
-    input_size: int = 5,
-    stride: int = 1,
-    padding: int | None = None,
-    path: PathLike = None,
-    fps: int = 2,
-) -> Figure:
-    """conv_arithmetic-style animation: the dilated kernel slides over the (padded) input, one frame per
-    output position. Returns the Figure (the ``FuncAnimation`` is kept as ``fig.animation``) and writes
-    a GIF when ``path`` (ending in ``.gif``) is given. ``padding`` defaults to "same": ``d (k - 1) // 2``."""
-    if path is not None and Path(path).suffix.lower() != ".gif":
-        raise ValueError(f"path must end in .gif, got {path!r}")
-    p = rate * (kernel_size - 1) // 2 if padding is None else padding
-    if p < 0:
-        raise ValueError(f"padding must be >= 0, got {p}")
-    n_out = rfm.conv_output_size(input_size, kernel_size, stride, p, rate)
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
-    ax_in, ax_out = fig.subplots(1, 2, width_ratios=[input_size + 2 * p, max(n_out, 3)])
-    cells = _grid(ax_in, input_size, input_size, _INPUT, pad=p)
-    out_cells = _grid(ax_out, n_out, n_out, _OUTPUT, gid="output")
-    for ax, lo, hi in ((ax_in, -p, input_size + p), (ax_out, 0, n_out)):
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(hi, lo)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax_in.set_title(f"input {input_size}x{input_size}, padding {p}")
-    ax_out.set_title(f"output {n_out}x{n_out}")
-    fig.suptitle(f"k={kernel_size}, d={rate}, s={stride}, p={p}: {_k_eff_text(kernel_size, rate)}")
-    labels = [ax_in.text(0, 0, str(i + 1), ha="center", va="center", color="white", fontsize=8,
-                         fontweight="bold") for i in range(kernel_size * kernel_size)]
-    frames = [(y, x) for y in range(n_out) for x in range(n_out)]
-
-    def draw(frame: int):
-        y, x = frames[frame]
-        for (r, c), cell in cells.items():
-            inside = 0 <= r < input_size and 0 <= c < input_size
-            cell.set_facecolor(_INPUT if inside else _PAD)
-        for cell in out_cells.values():
-            cell.set_facecolor(_OUTPUT)
-        out_cells[y, x].set_facecolor(_CURRENT)
-        taps = [(y * stride - p + ty * rate, x * stride - p + tx * rate)
-                for ty in range(kernel_size) for tx in range(kernel_size)]
-        for label, (r, c) in zip(labels, taps):
-            inside = 0 <= r < input_size and 0 <= c < input_size
-            cells[r, c].set_facecolor(_TAP if inside else "#9e9e9e")  # grey: the tap reads padding
-            label.set_position((c + 0.5, r + 0.5))
-        return [*cells.values(), *out_cells.values(), *labels]
-
-    draw(0)
-    fig.animation = FuncAnimation(fig, draw, frames=len(frames), interval=1000 // max(fps, 1), blit=False)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.animation.save(str(path), writer=PillowWriter(fps=fps), dpi=60)
-    return fig
-
-
-# ------------------------------------------------------------------------------------------------
-# b. RF growth with depth
+# RF growth with depth
 # ------------------------------------------------------------------------------------------------
 
 
@@ -271,7 +85,7 @@ def plot_rf_growth(
 
 
 # ------------------------------------------------------------------------------------------------
-# c. gridding
+# gridding
 # ------------------------------------------------------------------------------------------------
 
 DEFAULT_GRIDDING = {
@@ -318,7 +132,7 @@ def plot_gridding(
 
 
 # ------------------------------------------------------------------------------------------------
-# d. ASPP coverage over a photo
+# ASPP coverage over a photo
 # ------------------------------------------------------------------------------------------------
 
 
@@ -385,7 +199,7 @@ def plot_aspp_coverage(
 
 
 # ------------------------------------------------------------------------------------------------
-# e. effective receptive fields
+# effective receptive fields
 # ------------------------------------------------------------------------------------------------
 
 
@@ -468,108 +282,3 @@ def plot_measured_rf(
     ax.set_title("\n".join(title))
     return _save(fig, path)
 
-
-# ------------------------------------------------------------------------------------------------
-# f. segmentation masks: palettes and overlays
-# ------------------------------------------------------------------------------------------------
-
-
-def get_palette(palette: str | np.ndarray | Sequence[Sequence[int]] | None, num_classes: int = 256) -> np.ndarray:
-    """``(K, 3)`` uint8 colours: a name ("voc", "cityscapes", "shapes"), an array/list of RGB triples, or
-    None for the VOC colour map with ``num_classes`` entries."""
-    from atrous.data.palettes import palette_for
-
-    if palette is None:
-        return palette_for(num_classes)
-    if isinstance(palette, str):
-        from atrous.data.palettes import DATASET_INFO
-
-        if palette not in DATASET_INFO:
-            raise ValueError(f"palette: expected one of {sorted(DATASET_INFO)} or an (K, 3) array, got {palette!r}")
-        return DATASET_INFO[palette][1]
-    colours = np.asarray(palette)
-    if colours.ndim != 2 or colours.shape[1] != 3 or colours.min() < 0 or colours.max() > 255:
-        raise ValueError(f"palette: expected (K, 3) RGB values in 0..255, got shape {colours.shape}")
-    return colours.astype(np.uint8)
-
-
-def _as_hw3_uint8(image) -> np.ndarray:
-    """PIL image, (H, W, 3) array or (3, H, W) tensor (uint8, or float in [0, 1]) -> (H, W, 3) uint8."""
-    import torch
-
-    if hasattr(image, "convert"):  # PIL
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.dim() != 3 or t.shape[0] not in (1, 3):
-            raise ValueError(f"overlay: expected a (3, H, W) image tensor, got shape {tuple(t.shape)}")
-        t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
-        if t.is_floating_point():
-            t = (t.clamp(0, 1) * 255).round()
-        return t.to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, 3)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"overlay: expected an (H, W, 3) image, got shape {array.shape}")
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8) if array.dtype.kind == "f" else \
-            np.clip(array, 0, 255).astype(np.uint8)
-    return array
-
-
-def _as_mask(mask) -> np.ndarray:
-    import torch
-
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.dtype.kind not in "iu":
-        raise ValueError(f"overlay: expected an (H, W) integer mask of class ids, got {mask.dtype} {mask.shape}")
-    return mask
-
-
-def colorize(mask, palette=None, ignore_index: int = 255, ignore_colour: Sequence[int] = (255, 255, 255)) -> np.ndarray:
-    """Class ids ``(H, W)`` -> colours ``(H, W, 3)`` uint8; ``ignore_index`` pixels get ``ignore_colour``."""
-    mask = _as_mask(mask)
-    valid = mask != ignore_index
-    colours = get_palette(palette, int(mask[valid].max()) + 1 if valid.any() else 1)
-    if valid.any() and mask[valid].max() >= len(colours):
-        raise ValueError(f"colorize: the mask has class {int(mask[valid].max())}, the palette {len(colours)} colours")
-    out = np.empty((*mask.shape, 3), np.uint8)
-    out[valid] = colours[mask[valid]]
-    out[~valid] = ignore_colour
-    return out
-
-
-def overlay(image, mask, palette=None, alpha: float = 0.5, *, ignore_index: int = 255,
-            transparent: Sequence[int] = (), path: PathLike = None) -> np.ndarray:
-    """The image with each pixel's class colour blended in: ``(1 - alpha) image + alpha colour``.
-
-    ``image``: PIL image, ``(H, W, 3)`` array or ``(3, H, W)`` tensor (uint8 or float in [0, 1]);
-    ``mask``: ``(H, W)`` class ids of the same size; ``palette``: a name ("voc", "cityscapes",
-    "shapes"), ``(K, 3)`` colours, or None (VOC colour map). Pixels of ``ignore_index`` and of the
-    classes in ``transparent`` (e.g. ``(0,)`` to leave the background as it is) are not tinted.
-    Returns ``(H, W, 3)`` uint8 and writes it as a PNG when ``path`` is given.
-    """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"overlay: expected 0 <= alpha <= 1, got {alpha}")
-    rgb = _as_hw3_uint8(image)
-    mask = _as_mask(mask)
-    if mask.shape != rgb.shape[:2]:
-        raise ValueError(f"overlay: expected a mask of the image's size {rgb.shape[:2]}, got {mask.shape}")
-    colours = colorize(mask, palette, ignore_index).astype(np.float32)
-    tint = (mask != ignore_index) & ~np.isin(mask, list(transparent))
-    out = rgb.astype(np.float32)
-    out[tint] = (1 - alpha) * out[tint] + alpha * colours[tint]
-    out = np.clip(out.round(), 0, 255).astype(np.uint8)
-    if path is not None:
-        from PIL import Image
-
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(out).save(path)
-    return out
-
-
-__all__ += ["colorize", "get_palette", "overlay"]

@@ -1,0 +1,41 @@
+"""Matplotlib pictures that teach receptive fields: dilated sampling grids, RF growth, gridding, ASPP, ERFs.
+
+Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so nothing global to close),
+returns it, and saves it when given ``path`` (PNG unless the suffix says otherwise; the animation saves
+a GIF through ``matplotlib.animation.PillowWriter``). Modules: ``kernels`` (the dilated kernel and its
+animation), ``rf_plots`` (RF growth, gridding, ASPP coverage, ERF, measured RF), ``rf_pictures`` (the
+`rf` command's sets of pictures), ``common`` (saving, the sample photo). Segmentation colouring
+(``get_palette``, ``colorize``, ``overlay``) lives with the palettes in :mod:`atrous.data.palettes`
+and is re-exported here.
+"""
+
+from ..data.palettes import colorize, get_palette, overlay
+from .common import load_sample_image, sample_image_tensor
+from .kernels import animate_dilated_conv, plot_dilated_kernel
+from .rf_pictures import model_pictures, teaching_pictures
+from .rf_plots import (
+    DEFAULT_GRIDDING,
+    plot_aspp_coverage,
+    plot_erf,
+    plot_gridding,
+    plot_measured_rf,
+    plot_rf_growth,
+)
+
+__all__ = [
+    "DEFAULT_GRIDDING",
+    "animate_dilated_conv",
+    "colorize",
+    "get_palette",
+    "load_sample_image",
+    "model_pictures",
+    "overlay",
+    "plot_aspp_coverage",
+    "plot_dilated_kernel",
+    "plot_erf",
+    "plot_gridding",
+    "plot_measured_rf",
+    "plot_rf_growth",
+    "sample_image_tensor",
+    "teaching_pictures",
+]
