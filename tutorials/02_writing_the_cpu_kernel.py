@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -33,7 +33,6 @@
 # %%
 import os
 import re
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from hypothesis import strategies as st
 
 import atrous
 import atrous.ops as ops
+from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 5)
 from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
 torch.manual_seed(0)
@@ -53,19 +53,6 @@ SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
 CSRC = ROOT / "csrc"
 assert (CSRC / "cpu" / "depthwise_v0_naive.cpp").exists(), f"expected the C++ sources under {CSRC}"
-
-
-def median_ms(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of fn() in ms, after `warmup` untimed calls (notebook 5 explains why)."""
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(runs)
-
 
 # %% [markdown]
 # ## 2.1 The contract every rung keeps

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -41,6 +41,7 @@
 
 # %%
 import ctypes
+import functools
 import json
 import math
 import os
@@ -963,9 +964,7 @@ if EMU:
             wl = torch.randn(channels, 1, 3, 3) / 3
             expected = F.conv2d(xl, wl, None, s, p, d, groups=channels)
             for rung in CUDA_RUNGS:
-                started = time.perf_counter()
-                yl = EMU.forward(rung, xl, wl, s, p, d)
-                ms = 1e3 * (time.perf_counter() - started)
+                ms, yl = bench.CpuTimer().time_ms(functools.partial(EMU.forward, rung, xl, wl, s, p, d))
                 err = (yl - expected).abs().max().item()
                 if layout == "NCHW":
                     dims = f"1x{channels}x{size}x{size}"

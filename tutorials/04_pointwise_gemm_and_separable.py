@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -33,8 +33,6 @@
 # %%
 import os
 import re
-import statistics
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,25 +44,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import atrous
 import atrous.ops as ops
+from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 5)
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 REPEATS = 3 if SMALL else 10
 CSRC = Path(atrous.__file__).resolve().parent.parent / "csrc"
 assert (CSRC / "cpu" / "gemm.cpp").exists(), f"expected the C++ sources under {CSRC}"
-
-
-def median_ms(fn, repeats: int = REPEATS, warmup: int = 1) -> float:
-    """Median wall time of fn() in ms, after `warmup` untimed calls (notebook 5 explains why)."""
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(runs)
-
 
 # %% [markdown]
 # ## 4.1 A 1x1 convolution is a matrix product
@@ -336,8 +322,8 @@ for algo in ("naive", "blocked"):
     torch.testing.assert_close(ops.pointwise_conv2d(xp, wp, algo=algo), F.conv2d(xp, wp),
                                rtol=1e-4, atol=1e-4)
 pw_times = {"naive (triple loop)": median_ms(lambda: ops.pointwise_conv2d(xp, wp, algo="naive"), 1, warmup=0),
-            "blocked (gemm.cpp)": median_ms(lambda: ops.pointwise_conv2d(xp, wp, algo="blocked")),
-            "PyTorch F.conv2d": median_ms(lambda: F.conv2d(xp, wp))}
+            "blocked (gemm.cpp)": median_ms(lambda: ops.pointwise_conv2d(xp, wp, algo="blocked"), REPEATS),
+            "PyTorch F.conv2d": median_ms(lambda: F.conv2d(xp, wp), REPEATS)}
 for name, ms in pw_times.items():
     print(f"{name:22s} {ms:9.2f} ms {flops / (ms * 1e-3) / 1e9:8.1f} GFLOP/s")
 
@@ -424,7 +410,7 @@ with torch.no_grad():
     want = contenders["PyTorch: two F.conv2d"]()
     for fn in contenders.values():
         torch.testing.assert_close(fn(), want, rtol=1e-4, atol=1e-4)
-    sep_times = {name: median_ms(fn) for name, fn in contenders.items()}
+    sep_times = {name: median_ms(fn, REPEATS) for name, fn in contenders.items()}
 for name, ms in sep_times.items():
     print(f"{name:30s} {ms:8.2f} ms")
 

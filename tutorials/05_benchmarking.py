@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -62,7 +62,7 @@ print(f"{bench.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, 
 # A single timed call says little. The first call of an op pays one-time costs: page faults on
 # fresh memory, thread-pool start-up, caches and branch predictors that are cold. Later calls
 # vary too: another process, an interrupt, the CPU's clock changing. So the harness (see the
-# docstring of `atrous/bench.py`):
+# docstring of `atrous.bench`):
 #
 # 1. runs the call `warmup` times untimed;
 # 2. times up to `repeats` runs, each on its own with `time.perf_counter` (CPU ops are
@@ -250,17 +250,17 @@ assert dw_bytes < 32 << 20
 # %% [markdown]
 # ## 5.5 Ours against PyTorch, with the harness
 #
-# `bench.main(args)` is `python -m atrous bench`; `bench.resolve(args)` then `bench.run(config)`
-# do the same and return the report as a dict. We time four layers of DeepLabV3+ at batch 1
-# (the harness's shape names; `--list` shows them all), on both layouts, forward and backward.
+# `bench.Options` holds the flags of `python -m atrous bench` (same names, same defaults);
+# `bench.resolve(options)` then `bench.run(config)` do what the command does and return the report
+# as a dict. We time four layers of DeepLabV3+ at batch 1 (the harness's shape names; `--list`
+# shows them all), on both layouts, forward and backward.
 # Every output and gradient is checked against PyTorch: that, and only that, is asserted.
 
 # %%
 out_dir = Path(tempfile.mkdtemp(prefix="atrous-tutorial05-"))
 names = "os16-middle-dw728,os16-aspp-dw2048-r12,os16-middle-pw728-728,os16-aspp-pw2048-256"
-args = bench.build_parser().parse_args(
-    ["--shapes", names, "--repeats", str(REPEATS), "--budget", str(BUDGET_S), "--out", str(out_dir)])
-config = dataclasses.replace(bench.resolve(args), copy_bytes=COPY_BYTES)
+options = bench.Options(shapes=names, repeats=REPEATS, budget=BUDGET_S, out=out_dir)
+config = dataclasses.replace(bench.resolve(options), copy_bytes=COPY_BYTES)
 report = bench.run(config)
 assert bench.report_ok(report)  # every output and gradient matched PyTorch
 assert {r["name"] for r in report["results"]} == {n + "-n1" for n in names.split(",")}
@@ -327,10 +327,9 @@ for r in report["results"]:
 # A rung whose run is estimated above `--rung-budget` seconds is skipped and reported.
 
 # %%
-ladder_args = bench.build_parser().parse_args(
-    ["--ladder", "depthwise_conv2d", "--shapes", "os16-middle-dw728", "--repeats", str(REPEATS),
-     "--budget", str(BUDGET_S), "--rung-budget", "5", "--out", str(out_dir)])
-ladder_report = bench.run(dataclasses.replace(bench.resolve(ladder_args), copy_bytes=COPY_BYTES))
+ladder_options = bench.Options(ladder="depthwise_conv2d", shapes="os16-middle-dw728", repeats=REPEATS,
+                               budget=BUDGET_S, rung_budget=5, out=out_dir)
+ladder_report = bench.run(dataclasses.replace(bench.resolve(ladder_options), copy_bytes=COPY_BYTES))
 assert bench.report_ok(ladder_report)  # every rung matched PyTorch
 ladder = ladder_report["ladder"]
 assert ladder["rungs"] == [*ops.algorithms("depthwise_conv2d"), "auto"]

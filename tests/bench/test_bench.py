@@ -1,5 +1,6 @@
 """Tests for the benchmark harness (atrous.bench) on tiny shapes: structure and arithmetic, never speed."""
 
+import argparse
 import json
 import math
 import statistics
@@ -14,15 +15,31 @@ import torch.nn.functional as F
 
 from atrous import __main__ as atrous_main
 from atrous import bench
+from atrous.bench import cases as bench_cases
+from atrous.bench import common as bench_common
+from atrous.bench import config as bench_config
+from atrous.bench import demo as bench_demo
+from atrous.bench import ladder as bench_ladder
+from atrous.bench import report as bench_report
+from atrous.bench import shapes as bench_shapes
+from atrous.bench import timing as bench_timing
+from atrous.cli import bench as bench_cli
+from atrous.models import list_models
 
 matplotlib.use("Agg")  # headless
 
 FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0")
 
 
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m atrous bench")
+    bench_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
 def run(*argv, ops=None, shapes=None, models=None):
-    args = bench.build_parser().parse_args([str(a) for a in argv])
-    return bench.main(args, shapes=shapes, ops=ops, models=models)
+    args = parse([str(a) for a in argv])
+    return bench_cli.main(args, shapes=shapes, ops=ops, registry=models)
 
 
 def real_ops(**overrides):
@@ -49,7 +66,7 @@ def is_png(path):
 def test_tiny_run_writes_consistent_json_chart_markdown_and_readme(tmp_path, capsys):
     readme = tmp_path / "README.md"
     before, after = "# title\n\nintro\n\n", "\n\n## later\ntext\n"
-    readme.write_text(f"{before}{bench.README_START}\nold table\n{bench.README_END}{after}")
+    readme.write_text(f"{before}{bench_common.README_START}\nold table\n{bench_common.README_END}{after}")
     assert run(*FAST, "--out", tmp_path / "out", "--update-readme", readme) == 0
     out = capsys.readouterr().out
 
@@ -71,7 +88,7 @@ def test_tiny_run_writes_consistent_json_chart_markdown_and_readme(tmp_path, cap
         if r.get("skipped"):
             assert not fused and r["op"] == "separable" and "separable_conv2d" in r["skipped"]
             continue
-        assert r["ok"] and tuple(r["directions"]) == bench.directions(r["op"])
+        assert r["ok"] and tuple(r["directions"]) == bench_cases.directions(r["op"])
         for rec in r["directions"].values():
             med = {}
             for impl in ("ours", "torch"):
@@ -113,7 +130,8 @@ def test_tiny_run_writes_consistent_json_chart_markdown_and_readme(tmp_path, cap
     markdown = (tmp_path / "out" / "bench.md").read_text()
     assert "| tiny-dw8-d2-n2 |" in markdown and markdown.startswith("Regenerate with `python -m atrous bench")
     text = readme.read_text()
-    assert text.startswith(before + bench.README_START + "\n") and text.endswith(bench.README_END + after)
+    start, end = bench_common.README_START, bench_common.README_END
+    assert text.startswith(before + start + "\n") and text.endswith(end + after)
     assert "old table" not in text and markdown.strip() in text
     assert "--update-readme" in text and "--repeats 2" in text  # the command that regenerates it
 
@@ -182,11 +200,11 @@ def test_summary_is_a_geometric_mean_over_ok_records():
         return {"name": name, "op": "depthwise", "directions": {"forward": rec}}
 
     results = [record("a", True, 2.0, 0.5), record("b", True, 8.0, 2.0), record("c", False, 100.0, 100.0)]
-    (line,) = [s for s in bench.summarize(results) if s["key"] == "depthwise_forward_same_layout"]
+    (line,) = [s for s in bench_report.summarize(results) if s["key"] == "depthwise_forward_same_layout"]
     assert line["count"] == 2
     assert line["values"] == {"NCHW": pytest.approx(4.0), "CL": pytest.approx(1.0), "all": pytest.approx(2.0)}
     assert line["min"] == {"value": 0.5, "case": "a", "layout": "channels_last"}
-    assert bench.geomean([]) is None
+    assert bench_report.geomean([]) is None
 
 
 def test_measure_warms_up_then_takes_the_median_within_the_budget():
@@ -207,7 +225,7 @@ def test_measure_warms_up_then_takes_the_median_within_the_budget():
     assert m.runs_ms == [3.0, 4.0, 5.0, 6.0, 7.0] and m.median_ms == 5.0 and last == 7
     calls.clear()
     m, _ = bench.measure(fn, StepTimer(), bench.TimingPlan(warmup=0, repeats=50, budget_s=0.0))
-    assert len(m.runs_ms) == bench.MIN_RUNS  # the budget stops it, never below MIN_RUNS
+    assert len(m.runs_ms) == bench_timing.MIN_RUNS  # the budget stops it, never below MIN_RUNS
     calls.clear()
     m, _ = bench.measure(fn, StepTimer(), bench.TimingPlan(warmup=0, repeats=1, budget_s=0.0))
     assert m.runs_ms == [1.0]
@@ -229,7 +247,7 @@ def test_spread_flags_noisy_measurements():
     assert timing["median"] == 2.0 and timing["spread"] == pytest.approx(2.0)
     rec = {"timings_ms": {"torch": {"nchw": timing}}}
     report = {"results": [{"directions": {"forward": rec}}]}
-    assert "1 of 1 measurements had runs spread" in bench.noise_lines(report)[0]
+    assert "1 of 1 measurements had runs spread" in bench_report.noise_lines(report)[0]
 
 
 def test_xception65_geometry():
@@ -249,11 +267,12 @@ def test_xception65_geometry():
     dense = {(s.channels, s.dilation, s.size) for s in bench.SHAPES if s.op == "dense"}
     assert dense == {(512, 2, 33), (512, 4, 65)}
     assert {s.channels for s in bench.SHAPES if s.name.startswith("dec-dw")} == {304, 256}
-    assert set(bench.QUICK_SHAPES) <= set(shapes) and set(bench.DEFAULT_LADDER_SHAPE.values()) <= set(shapes)
+    assert set(bench.QUICK_SHAPES) <= set(shapes)
+    assert set(bench_shapes.DEFAULT_LADDER_SHAPE.values()) <= set(shapes)
 
 
 def test_shape_selection_by_name_glob_batch_suffix_and_op():
-    names = lambda cases: [c.name for c in cases]  # noqa: E731
+    names = lambda cases: [c.name for c in cases]
     all_ops = bench.OPS
     assert names(bench.select_cases(bench.SHAPES, all_ops, ["os16-aspp-dw*"], [1])) == [
         "os16-aspp-dw2048-r6-n1", "os16-aspp-dw2048-r12-n1", "os16-aspp-dw2048-r18-n1"]
@@ -297,7 +316,7 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, capsys):
         (("--ladder", "depthwise_conv2d", "--shapes", "tiny-dw*"), "--ladder times one shape"),
     ]
     for argv, message in cases:
-        assert run(*FAST, "--out", tmp_path, *argv) == bench.EXIT_ERROR, argv
+        assert run(*FAST, "--out", tmp_path, *argv) == bench_common.EXIT_ERROR, argv
         assert message in capsys.readouterr().err, argv
     assert not any(tmp_path.iterdir())  # nothing ran
     with pytest.raises(SystemExit) as exc:
@@ -307,7 +326,7 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
 def test_device_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
-    assert run(*FAST, "--out", tmp_path, "--device", "cuda") == bench.EXIT_ERROR
+    assert run(*FAST, "--out", tmp_path, "--device", "cuda") == bench_common.EXIT_ERROR
     err = capsys.readouterr().err
     assert "--device cuda: no CUDA GPU is visible to torch" in err and "--device cpu" in err
 
@@ -316,9 +335,49 @@ def test_list_and_command_line(capsys):
     assert run("--list") == 0
     out = capsys.readouterr().out
     assert "os8-aspp-dw2048-r24" in out and "entry-dw128-s2" in out and "128x257x257 -> 128x129x129" in out
-    args = bench.build_parser().parse_args(["--quick", "--ops", "depthwise", "--update-readme", "README.md"])
+    args = parse(["--quick", "--ops", "depthwise", "--update-readme", "README.md"])
     expected = "python -m atrous bench --ops depthwise --quick --update-readme README.md"
     assert bench.command_line(args) == expected
+
+
+def test_options_from_python_are_the_flags_of_the_command():
+    flags = parse(["--ops", "depthwise,pointwise", "--shapes", "os16-middle-*,dec-dw304-n4", "--batch", "1,8",
+                   "--repeats", "3"])
+    options = bench.Options(ops=("depthwise", "pointwise"), shapes=["os16-middle-*", "dec-dw304-n4"],
+                            batch=[8, 1], repeats=3)
+    from_flags, from_python = bench.resolve(flags), bench.resolve(options)
+    assert [c.name for c in from_python.cases] == [c.name for c in from_flags.cases] == [
+        "os16-middle-dw728-n1", "os16-middle-dw728-n8", "dec-dw304-n4",  # SHAPES order: depthwise first
+        "os16-middle-pw728-728-n1", "os16-middle-pw728-728-n8"]
+    assert from_python.plan == from_flags.plan and from_python.plan.repeats == 3
+    assert from_flags.command == "python -m atrous bench --ops depthwise,pointwise --shapes " \
+                                 "os16-middle-*,dec-dw304-n4 --batch 1,8 --repeats 3"
+    assert from_python.command == "python -m atrous bench --ops depthwise,pointwise --shapes " \
+                                  "os16-middle-*,dec-dw304-n4 --batch 8,1 --repeats 3"
+    with pytest.raises(bench.BenchError, match="--dtype: expected one of float32"):  # argparse's choices
+        bench.resolve(bench.Options(dtype="int8"))
+
+
+def test_update_readme_without_the_file_is_an_error_before_the_run(tmp_path, capsys):
+    missing = tmp_path / "nope.md"
+    assert run(*FAST, "--out", tmp_path / "out", "--update-readme", missing) == bench_common.EXIT_ERROR
+    assert f"--update-readme {tmp_path / 'nope.md'}: no such file" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_median_ms_times_exactly_the_runs_asked_for():
+    calls = []
+
+    class StepTimer:  # each timed run "takes" 1, 2, 3, ... ms, counting the warm-up calls
+        flushes = False
+
+        def time_ms(self, fn, flush=True):
+            out = fn()
+            return float(len(calls)), out
+
+    assert bench.median_ms(lambda: calls.append(None), repeats=5, warmup=2, timer=StepTimer()) == 5.0
+    assert len(calls) == 7  # 2 untimed, 5 timed (3, 4, 5, 6, 7 ms): no time budget cuts it short
+    assert bench.median_ms(lambda: None, repeats=3) >= 0.0  # the default: the CPU clock
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +436,7 @@ def test_ladder_times_every_rung_and_skips_the_slow_ones(tmp_path, capsys):
 
 def test_ladder_needs_the_rungs(tmp_path, capsys):
     assert run(*FAST, "--out", tmp_path, "--ladder", "depthwise", "--shapes", "tiny-dw8-d2-n1",
-               ops=real_ops()) == bench.EXIT_ERROR
+               ops=real_ops()) == bench_common.EXIT_ERROR
     assert "no atrous.ops.algorithms()" in capsys.readouterr().err
 
 
@@ -428,14 +487,14 @@ TINY_MODELS = {"tiny_segnet": TinySegNet, "tiny_doubled": Doubled,
 
 def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_and_readme(tmp_path, capsys):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench.MODELS_README_START}\nold\n{bench.MODELS_README_END}\nend\n")
+    readme.write_text(f"intro\n{bench_common.MODELS_README_START}\nold\n{bench_common.MODELS_README_END}\nend\n")
     assert run(*MODEL_FAST, "--models", "tiny_segnet", "--size", "17", "--batch", "1,2", "--out", tmp_path,
                "--update-readme", readme, models=TINY_MODELS) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "models.json").read_text())
     assert report["results"] == [] and report["summary"] == []  # the layer benchmark did not run
     settings = report["settings"]
-    assert settings["models"] == ["tiny_segnet"] and settings["steps"] == list(bench.MODEL_STEPS)
+    assert settings["models"] == ["tiny_segnet"] and settings["steps"] == list(bench_config.MODEL_STEPS)
     assert settings["sizes"] == [17] and settings["batches"] == [1, 2] and settings["layout"] == "nchw"
     assert [r["name"] for r in report["models"]] == ["tiny_segnet-17-n1", "tiny_segnet-17-n2"]
 
@@ -458,7 +517,7 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
         fused_op = int(hasattr(ops, "separable_conv2d"))
         assert r["fused_separable_blocks"] == {"fused_op": fused_op, "separable": 1}
     (forward, train, fused) = report["models_summary"]
-    assert (forward["step"], train["step"], fused["step"]) == bench.MODEL_STEPS
+    assert (forward["step"], train["step"], fused["step"]) == bench_config.MODEL_STEPS
     xs = [r["steps"]["forward"]["speedup"] for r in report["models"]]
     assert forward["count"] == 2 and forward["x"] == pytest.approx(math.sqrt(xs[0] * xs[1]))
     assert forward["min"] == {"value": min(xs), "case": report["models"][xs.index(min(xs))]["name"]}
@@ -467,8 +526,8 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
     markdown = (tmp_path / "models.md").read_text()
     assert "| tiny_segnet-17-n2 | 2x3x17x17 | train |" in markdown
     text = readme.read_text()
-    assert text.startswith(f"intro\n{bench.MODELS_README_START}\n") and text.endswith(
-        f"{bench.MODELS_README_END}\nend\n")
+    assert text.startswith(f"intro\n{bench_common.MODELS_README_START}\n") and text.endswith(
+        f"{bench_common.MODELS_README_END}\nend\n")
     assert "old" not in text and "--models tiny_segnet" in text
     for line in ("models: impl='atrous' against impl='torch'", "tiny_segnet-17-n1  1x3x17x17  forward",
                  "tiny_segnet-17-n2  2x3x17x17  train", "tiny_segnet-17-n2  2x3x17x17  fused",
@@ -479,13 +538,14 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
 
 def test_model_mode_marks_disagreeing_and_failing_impls(tmp_path, capsys):
     assert run(*MODEL_FAST, "--models", "tiny_doubled,tiny_grouped", "--size", "9",
-               "--layout", "channels_last", "--out", tmp_path, models=TINY_MODELS) == bench.EXIT_MISMATCH
+               "--layout", "channels_last", "--out", tmp_path,
+               models=TINY_MODELS) == bench_common.EXIT_MISMATCH
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "models.json").read_text())
     doubled, grouped = report["models"]
     for step, rec in doubled["steps"].items():
         assert rec["check"] == "MISMATCH" and rec["max_rel_err"] > 1e-2, step  # output or loss
-    assert doubled["steps"]["train"]["grad_rel_err"] > bench.GRAD_TOLERANCE["float32"]
+    assert doubled["steps"]["train"]["grad_rel_err"] > bench_config.GRAD_TOLERANCE["float32"]
     for step, rec in grouped["steps"].items():  # torch runs the grouped conv, the atrous kernels do not
         assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch"], step
         assert rec["timings_ms"]["atrous"]["error"].startswith("NotImplementedError: AtrousConv2d: groups=2")
@@ -509,24 +569,25 @@ def test_model_mode_on_a_real_deeplab(tmp_path):
 
 def test_model_mode_defaults_and_quick_config():
     def config(*argv):
-        return bench.resolve(bench.build_parser().parse_args(list(argv)))
+        return bench.resolve(parse(list(argv)))
 
     full = config("--models")
     assert [c.name for c in full.model_cases] == [
         "deeplabv3plus_xception65-513-n1", "deeplabv3plus_xception65-513-n8",
         "deeplabv3_mobilenet_v3_large-513-n1", "deeplabv3_mobilenet_v3_large-513-n8"]
     assert full.steps == ("forward", "train", "fused") and full.layout == "nchw" and not full.cases
-    assert full.plan.repeats == bench.DEFAULT_MODEL_REPEATS and full.grad_tolerance == 0.1
+    assert full.plan.repeats == bench_config.DEFAULT_MODEL_REPEATS and full.grad_tolerance == 0.1
     quick = config("--models", "--quick")
-    assert {(c.size, c.batch) for c in quick.model_cases} == {(bench.QUICK_MODEL_SIZE, 1)}
-    assert quick.plan.repeats == bench.QUICK_MODEL_REPEATS and quick.plan.budget_s == bench.QUICK_BUDGET_S
+    assert {(c.size, c.batch) for c in quick.model_cases} == {(bench_config.QUICK_MODEL_SIZE, 1)}
+    assert quick.plan.repeats == bench_config.QUICK_MODEL_REPEATS
+    assert quick.plan.budget_s == bench_config.QUICK_BUDGET_S
     mine = config("--models", "deeplabv3plus_*65,deeplabv3_mobilenet*", "--size", "129", "--batch", "2",
                   "--steps", "fused,forward", "--repeats", "7", "--layout", "channels_last")
     assert [c.name for c in mine.model_cases] == ["deeplabv3plus_xception65-129-n2",
                                                   "deeplabv3_mobilenet_v3_large-129-n2"]
     assert mine.steps == ("forward", "fused") and mine.plan.repeats == 7 and mine.layout == "channels_last"
     assert set(mine.factories) == {"deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large"}
-    args = bench.build_parser().parse_args(["--models", "--quick"])
+    args = parse(["--models", "--quick"])
     assert bench.command_line(args) == ("python -m atrous bench --quick --models "
                                         "deeplabv3plus_xception65,deeplabv3_mobilenet_v3_large")
 
@@ -534,8 +595,8 @@ def test_model_mode_defaults_and_quick_config():
 def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
     cases = [
         (("--models", "deeplabv3plus_xception99"),
-         "--models: 'deeplabv3plus_xception99' matches no model; expected comma-separated names or globs "
-         "from deeplabv3_resnet50"),
+         ("--models: 'deeplabv3plus_xception99' matches no model; expected comma-separated names or globs "
+          "from deeplabv3_resnet50")),
         (("--models", ","), "--models: expected comma-separated names or globs"),
         (("--models", "--steps", "forward,backward"), "--steps: expected comma-separated names from forward"),
         (("--models", "--size", "0"), "--size: expected a positive integer, got 0"),
@@ -548,14 +609,14 @@ def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
         (("--layout", "channels_last"), "--layout: applies to the model mode only"),
     ]
     for argv, message in cases:
-        assert run(*MODEL_FAST, "--out", tmp_path, *argv) == bench.EXIT_ERROR, argv
+        assert run(*MODEL_FAST, "--out", tmp_path, *argv) == bench_common.EXIT_ERROR, argv
         assert message in capsys.readouterr().err, argv
     assert not any(tmp_path.iterdir())  # nothing ran
     assert run("--models", "--list") == 0
     out = capsys.readouterr().out
     assert "deeplabv3_resnet101" in out
     assert [line.split() for line in out.splitlines() if "default" in line.split()] == [
-        [name, "default"] for name in bench.model_registry() if name in bench.DEFAULT_MODELS]
+        [name, "default"] for name in list_models() if name in bench_config.DEFAULT_MODELS]
 
 
 def test_cuda_tables_show_tflops_percent_of_torch_and_hot_times(tmp_path):
@@ -569,7 +630,7 @@ def test_cuda_tables_show_tflops_percent_of_torch_and_hot_times(tmp_path):
             for timings in rec["timings_ms"].values():
                 for v in timings.values():
                     v["hot_median"] = v["median"] / 2
-    tables = {t.title.split()[0]: t for t in bench.result_tables(report)}
+    tables = {t.title.split()[0]: t for t in bench_report.result_tables(report)}
     pw = tables["pointwise"]
     assert {"ours TFLOP/s", "torch TFLOP/s", "% torch", "ours hot", "torch hot"} <= set(pw.headers)
     row = dict(zip(pw.headers, pw.rows[0]))
@@ -583,6 +644,55 @@ def test_cuda_tables_show_tflops_percent_of_torch_and_hot_times(tmp_path):
 def test_ladder_asks_for_the_devices_ladder():
     seen = []
     fake = types.SimpleNamespace(algorithms=lambda name, *device: seen.append(device) or ("a", "b"))
-    assert bench.ladder_rungs(fake, "depthwise_conv2d", torch.device("cpu")) == ("a", "b")
-    assert bench.ladder_rungs(fake, "depthwise_conv2d", torch.device("cuda", 0)) == ("a", "b")
+    assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cpu")) == ("a", "b")
+    assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cuda", 0)) == ("a", "b")
     assert seen == [(), ("cuda",)]
+
+
+# --------------------------------------------------------------------------------------------
+# Demo mode (`python -m atrous demo`): every op against F.conv2d on DEMO_SHAPES
+# --------------------------------------------------------------------------------------------
+
+def test_demo_shapes_are_the_deeplab_layers_of_the_operator_check():
+    shapes = {s.name: s for s in bench.SHAPES}
+    demo = bench.DEMO_SHAPES
+    assert [s.op for s in demo].count("depthwise") == 5 and [s.op for s in demo].count("pointwise") == 3
+    assert [s.dilation for s in demo if "ASPP rate" in s.where] == [6, 12, 18]
+    (dense,) = [s for s in demo if s.op == "dense"]
+    assert (dense.channels, dense.out_channels, dense.size, dense.dilation) == (2048, 256, 33, 12)
+    assert all(shapes[s.name] == s for s in demo if s is not dense)  # the others are bench shapes
+    quick = bench_demo.demo_shapes(quick=True)
+    assert [(s.channels, s.out_channels, s.size) for s in quick[:2]] == [(91, 91, 17), (91, 91, 17)]
+    assert [s.dilation for s in quick] == [s.dilation for s in demo]
+
+
+def test_demo_checks_every_layer_and_marks_a_mismatch():
+    from atrous import ops
+
+    lines = []
+    rows = bench.run_demo(quick=True, repeats=1, echo=lines.append)
+    assert [r["layer"] for r in rows] == [s.where for s in bench.DEMO_SHAPES]
+    assert all(r["ok"] and r["forward_rel_err"] <= 1e-4 and r["grad_rel_err"] <= 1e-4 for r in rows)
+    times = ("ours_fwd_ms", "torch_fwd_ms", "ours_fwdbwd_ms", "torch_fwdbwd_ms")
+    assert all(r[k] > 0 for r in rows for k in times)
+    assert lines[-1].startswith("all layers match F.conv2d within 0.0001")
+    assert sum(line.endswith("  ok") for line in lines) == len(rows)
+
+    def off_by_a_little(x, w, b=None, stride=1, padding=0, dilation=1):
+        return ops.depthwise_conv2d(x, w, b, stride, padding, dilation) + 1e-2
+
+    lines.clear()
+    rows = bench.run_demo(quick=True, repeats=1, ops=real_ops(depthwise_conv2d=off_by_a_little),
+                          echo=lines.append)
+    assert [r["ok"] for r in rows] == [s.op != "depthwise" for s in bench.DEMO_SHAPES]
+    assert sum(line.endswith("MISMATCH") for line in lines) == 5
+    assert lines[-1] == "5 layer(s) differ from F.conv2d by more than 0.0001 (relative) or failed"
+
+
+def test_demo_bad_arguments_name_the_option():
+    for kwargs, message in (({"batch": 0}, "--batch: expected a positive integer, got 0"),
+                            ({"repeats": 0}, "--repeats: expected a positive integer"),
+                            ({"dtype": "float16"}, "--dtype: expected one of float32, float64"),
+                            ({"tolerance": -1.0}, "--tolerance: expected a positive number")):
+        with pytest.raises(bench.BenchError, match=message):
+            bench.run_demo(quick=True, **kwargs)
