@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..receptive_field.arithmetic import conv_output_size
 from .common import BenchError
 
 __all__ = ["BOTH", "DEFAULT_LADDER_SHAPE", "DEMO_SHAPES", "QUICK_SHAPES", "SHAPES", "TINY_SHAPES", "Case",
@@ -36,7 +37,7 @@ class Shape:
 
     @property
     def out_size(self) -> int:
-        return (self.size + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
+        return conv_output_size(self.size, self.kernel, self.stride, self.padding, self.dilation)
 
     def describe(self) -> str:
         extra = "".join(f" {k}{v}" for k, v in (("s", self.stride), ("d", self.dilation)) if v > 1)
