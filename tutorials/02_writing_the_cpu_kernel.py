@@ -344,7 +344,7 @@ plot_times(timings, f"depthwise {N}x{C}x{H}x{W}, 3x3 d={D}, float32")
 # recompiles only what changed, with ninja. The flags it chose are recorded:
 
 # %%
-from atrous.info import build_config  # noqa: E402
+from atrous.buildinfo import build_config  # noqa: E402
 
 config = build_config()
 print("flags:  ", " ".join(config.get("cxx_flags", [])))

@@ -18,7 +18,7 @@ const char* kind_weight_form(ConvKind kind) {
 // The CUDA kernels also take the half types (accumulating in float32); the CPU kernels do not.
 bool accepts_half_types(const at::Tensor& t) {
 #ifdef ATROUS_CUDA_EMULATION
-  return true;  // the CPU emulation of the CUDA kernels (tests/cuda_emulation) runs them on CPU tensors
+  return true;  // the CPU emulation of the CUDA kernels (tests/cuda/cuda_emulation) runs them on CPU tensors
 #else
   return t.device().is_cuda();
 #endif

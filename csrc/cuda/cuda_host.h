@@ -1,8 +1,15 @@
 // Host-side helpers of the CUDA operators (csrc/cuda/*.cpp, compiled by g++): device, stream,
 // dtype, strides, matrix views of images, and the ladder names.
 //
+// The host side of each op (checks, output allocation, strides, rung choice, launches) is one
+// file named like its CPU twin: csrc/cuda/depthwise_conv2d.cpp mirrors csrc/cpu/depthwise_conv2d.cpp.
+// Separate files, not one unity file: each costs a parse of the torch headers, about 9 s of g++
+// against 10 s for the former single host file, so a clean build takes about 35 s more CPU time
+// (about 17 s on 2 cores), while an edit to one op recompiles only that op. Inputs of any layout
+// are read through their strides; outputs follow the layout rule (checks.h).
+//
 // The host files register with TORCH_LIBRARY_IMPL(ATROUS_CUDA_LIBRARY, ATROUS_CUDA_KEY, m), which
-// is (atrous, CUDA). The CPU emulation build of the tests (tests/cuda_emulation) compiles the very
+// is (atrous, CUDA). The CPU emulation build of the tests (tests/cuda/cuda_emulation) compiles the very
 // same files with -DATROUS_CUDA_EMULATION, which makes it (atrous_emu, CPU): every line of host
 // and kernel code then runs on CPU tensors.
 #pragma once

@@ -1,6 +1,6 @@
 // A CPU emulator of the small part of CUDA the kernels use, so tests can run them with no GPU.
 //
-// Compiled only with -DATROUS_CUDA_EMULATION (tests/cuda_emulation builds it; the real build
+// Compiled only with -DATROUS_CUDA_EMULATION (tests/cuda/cuda_emulation builds it; the real build
 // never includes this file). A launch runs the grid's blocks one after another. The threads of a
 // block are coroutines (ucontext) run in turn on one OS thread: each runs until it reaches
 // __syncthreads() or ends, then the next one runs, so a barrier is a real barrier and shared

@@ -5,13 +5,14 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 
 import atrous
 import atrous.ops as ops
-from atrous import _build_env, _extension, info
+from atrous import _build_env, _extension, buildinfo
 from helpers.devices import DEVICES
 from helpers import paths
 
@@ -23,9 +24,43 @@ def _run(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+def test_extension_lists_every_registered_operator():
+    # atrous._C.operators comes from the schema table of csrc/ops.cpp; the dispatcher's own
+    # registry (every atrous:: schema, whatever file defined it) must hold exactly those.
+    ext = _extension.load()
+    all_ops = torch._C._dispatch_get_all_op_names()
+    registered = {n.removeprefix("atrous::") for n in all_ops if n.startswith("atrous::")}
+    names = buildinfo.operator_names(ext)
+    assert len(names) == len(set(names))
+    assert set(names) == registered
+    assert all(hasattr(torch.ops.atrous, name) for name in names)
+
+
+def test_stale_extension_without_operator_list_says_rebuild():
+    with pytest.raises(RuntimeError, match="built from older sources.*make install"):
+        buildinfo.operator_names(types.SimpleNamespace(algorithms={}))
+
+
+def test_every_rung_names_the_file_that_implements_it():
+    # csrc/common/algorithms.h pairs each rung with its file; atrous._C exports both views.
+    ext = _extension.load()
+    assert set(ext.algorithm_files) == set(ext.algorithms) == {"cpu", "cuda"}
+    for device, ladders in ext.algorithms.items():
+        assert set(ext.algorithm_files[device]) == set(ladders)
+        for op, rungs in ladders.items():
+            files = ext.algorithm_files[device][op]
+            assert tuple(files) == rungs  # the same rungs in the same order
+            for rung, path in files.items():
+                where = f"{device} {op} {rung}: {path}"
+                assert path.startswith(f"csrc/{device}/"), where
+                assert os.path.isfile(os.path.join(ROOT, path)), f"{where} does not exist"
+                with open(os.path.join(ROOT, path)) as f:
+                    assert rung in f.read(), f"{path} never mentions its rung '{rung}'"
+
+
 def test_every_operator_has_a_cpu_kernel():
-    table = info.kernel_table()
-    assert set(table) == set(info.OPERATORS)
+    table = buildinfo.kernel_table()
+    assert list(table) == list(_extension.load().operators)
     assert all(row["CPU"] for row in table.values()), table
 
 
@@ -33,7 +68,7 @@ def test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled():
     ext = _extension.load()
     if not ext.with_cuda:
         pytest.skip("this build has no CUDA kernels (test_cuda_sources_compiled_when_expected says whether it should)")
-    table = info.kernel_table()
+    table = buildinfo.kernel_table()
     missing = [name for name, row in table.items() if not row["CUDA"]]
     assert not missing, f"operators without a CUDA kernel: {missing}"
 
@@ -42,7 +77,7 @@ def test_info_lists_the_compiled_cuda_architectures():
     ext = _extension.load()
     if not ext.with_cuda:
         pytest.skip("this build has no CUDA kernels")
-    archs = info.compiled_archs(ext.cuda_build_info)
+    archs = buildinfo.compiled_archs(ext.cuda_build_info)
     assert archs and all(re.fullmatch(r"sm_\d+", a) for a in archs), ext.cuda_build_info
     assert f"CUDA archs   {', '.join(archs)}" in _run("-m", "atrous.info").stdout
 

@@ -1,6 +1,6 @@
 """Builds the CPU emulation of the CUDA operators: csrc/cuda compiled by g++ against emulation.h.
 
-The host files (csrc/cuda/*.cpp) and kernel files (csrc/cuda/*_kernels.cu, compiled as C++) are
+The host files (csrc/cuda/<op>.cpp, one per operator) and kernel files (csrc/cuda/*_kernels.cu, compiled as C++) are
 built with -DATROUS_CUDA_EMULATION into a library that registers the operators again, under
 torch.ops.atrous_emu with CPU kernels: the real CUDA code, line for line, on CPU tensors. Each
 CUDA block runs as real threads (csrc/cuda/emulation.h), so __syncthreads and shared memory
@@ -28,8 +28,9 @@ def toolkit_include() -> str | None:
 
 
 def sources(build_dir: str) -> list[str]:
-    """ops.cpp (the schemas), the shared checks, the CUDA host files, and one C++ wrapper per
-    kernel file (torch would hand a .cu file to nvcc)."""
+    """ops.cpp (the schemas only: the Python module init, csrc/module.cpp, stays out), the shared
+    checks, the CUDA host files, and one C++ wrapper per kernel file (torch would hand a .cu file
+    to nvcc)."""
     out = [os.path.join(ROOT, "csrc", "ops.cpp"), os.path.join(ROOT, "csrc", "common", "checks.cpp")]
     out += sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp")))
     for cu in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*_kernels.cu"))):
