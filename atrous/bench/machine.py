@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from atrous import info as atrous_info
+from .. import buildinfo as atrous_info
 
 from .common import OP_FUNCTION, first_line
 from .timing import CpuTimer, CudaTimer
