@@ -234,8 +234,8 @@ def check_separable(op: str, input, dw_weight, dw_bias, pw_weight, pw_bias, stri
     _check_matches(op, "pw_weight", pw_weight, "input", input)
     w = pw_weight.shape
     if not (len(w) == 4 and w[0] >= 1 and w[1] == g.out_channels and w[2] == 1 and w[3] == 1):
-        _fail(op, ": expected pw_weight of shape (C_out, ", g.out_channels, ", 1, 1) after a depthwise stage with ",
-              g.out_channels, " channels, got ", _shape(w))
+        _fail(op, ": expected pw_weight of shape (C_out, ", g.out_channels,
+              ", 1, 1) after a depthwise stage with ", g.out_channels, " channels, got ", _shape(w))
     if pw_bias is not None:
         _check_float_tensor(op, "pw_bias", pw_bias)
         _check_matches(op, "pw_bias", pw_bias, "input", input)
@@ -259,4 +259,6 @@ def _is_channels_last(t) -> bool:
 def output_memory_format(t: torch.Tensor, weight: torch.Tensor | None = None) -> torch.memory_format:
     """The layout rule of every op's 4-D output (see csrc/common/checks.h): channels_last when
     the input (or grad_output) or the weight is channels_last."""
-    return torch.channels_last if _is_channels_last(t) or _is_channels_last(weight) else torch.contiguous_format
+    if _is_channels_last(t) or _is_channels_last(weight):
+        return torch.channels_last
+    return torch.contiguous_format

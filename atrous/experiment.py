@@ -1,4 +1,4 @@
-"""The atrous experiment (`python -m atrous experiment`): does the wide receptive field of atrous convolution matter?
+"""The atrous experiment (`python -m atrous experiment`): does a wide atrous receptive field matter?
 
 Three variants of the small DeepLabV3+ (:func:`atrous.models.deeplabv3plus_small`) train with the same
 budget: the same steps, images, augmentation, seed and learning rate.
@@ -193,7 +193,8 @@ def format_seeds_table(seeds: list[int], runs: list[list[ExperimentRow]], deep: 
         rows = [run[i] for run in runs]
         cells = [first.variant.name, first.variant.output_stride, first.backbone_rf,
                  "/".join(str(r.erf50) for r in rows), cell([r.miou for r in rows]),
-                 *(cell([r.by_size[k] for r in rows]) for k in range(3)), cell([r.deep_accuracy for r in rows])]
+                 *(cell([r.by_size[k] for r in rows]) for k in range(3)),
+                 cell([r.deep_accuracy for r in rows])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "| seed | " + " | ".join(r.variant.name for r in runs[0]) + " |",
               "|---:|" + "---:|" * len(runs[0])]

@@ -29,7 +29,7 @@ __all__ = ["as_image_tensor", "predict", "segment"]
 
 
 def _is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's first spatial convolution weight is stored NHWC (``model.to(memory_format=...)``)."""
+    """Whether the model's first spatial convolution weight is NHWC (``model.to(memory_format=...)``)."""
     for p in model.parameters():
         if p.dim() == 4 and p.shape[-1] > 1:
             return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()

@@ -11,7 +11,8 @@ class ReadmeBlockError(ValueError):
     """The file lacks exactly one ``start`` line followed by one ``end`` line."""
 
 
-def replace_block(path: str | Path, block: str, start: str, end: str, *, option: str = "--update-readme") -> None:
+def replace_block(path: str | Path, block: str, start: str, end: str, *,
+                  option: str = "--update-readme") -> None:
     """Replace what lies between the ``start`` and ``end`` markers of ``path`` with ``block``.
 
     ``option`` names the command-line flag in the error, so a user sees which argument to fix.

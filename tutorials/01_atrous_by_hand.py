@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -108,7 +108,8 @@ assert F.conv2d(x, w, dilation=2).item() == by_hand
 # where taps that land outside the image read zero (the padding). Written as loops:
 
 # %%
-def atrous_conv_loops(x2d: torch.Tensor, w2d: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+def atrous_conv_loops(x2d: torch.Tensor, w2d: torch.Tensor, stride: int, padding: int,
+                      dilation: int) -> torch.Tensor:
     h, wid = x2d.shape
     k = w2d.shape[0]
     ho, wo = output_size(h, k, stride, padding, dilation), output_size(wid, k, stride, padding, dilation)
@@ -165,7 +166,8 @@ assert report.output.rf[0].size == 13
 assert int(measured.mask.sum()) == 9
 fig, ax = plt.subplots(figsize=(3.5, 3.5))
 ax.imshow(measured.mask, cmap="Greys")
-ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, ec="tab:red"))
+ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
+                           ec="tab:red"))
 ax.set_title("central output: 9 taps, RF 13x13")
 plt.close(fig)  # shown once, as the cell's value (CI runs headless with MPLBACKEND=Agg)
 fig

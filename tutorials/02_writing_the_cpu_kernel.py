@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 import atrous
 import atrous.ops as ops
 from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 5)
+
 from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
 torch.manual_seed(0)

@@ -59,8 +59,9 @@ from matplotlib.patches import Rectangle
 
 import atrous
 import atrous.ops as ops
-from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 from atrous import _build_env, _extension, bench
+
+from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
@@ -565,8 +566,9 @@ plans = {}
 for where, size, d in DEEPLAB:
     for dtype, acc in (("float32", 4), ("float64", 8)):
         pl = plans[where, dtype] = plan(size, size, d=d, acc_bytes=acc)
-        print(f"{where:20s} {size:4d} {d:3d} {dtype:7s} {'%dx%d' % pl['tile']:>7s} {pl['tiles']:5d} "
-              f"{'%dx%d' % pl['in']:>10s} {pl['smem'] / 1024:6.1f}KB {pl['threads']:7d} "
+        tile, in_tile = "{}x{}".format(*pl["tile"]), "{}x{}".format(*pl["in"])
+        print(f"{where:20s} {size:4d} {d:3d} {dtype:7s} {tile:>7s} {pl['tiles']:5d} "
+              f"{in_tile:>10s} {pl['smem'] / 1024:6.1f}KB {pl['threads']:7d} "
               f"{pl['per_thread']:7d}  {'tiled' if pl['fits'] else 'naive (fallback)'}")
 
 # %% [markdown]
@@ -578,7 +580,7 @@ for where, size, d in DEEPLAB:
 #   (twice the bytes) no tile fits, even shrunk to one row, and the kernel runs `naive`.
 
 # %%
-for where, size, d in DEEPLAB:
+for where, size, _ in DEEPLAB:
     if size == 33:
         assert plans[where, "float32"]["tile"] == (17, 33) and plans[where, "float32"]["tiles"] == 2
 assert plans["ASPP rate 18, OS16", "float32"]["in"] == (53, 69)
@@ -993,9 +995,10 @@ def run_ladder(device: torch.device, timer, batch: int, layers, runs: int = 20) 
             wg = (torch.randn(c, 1, 3, 3, generator=gen) / 3).to(device)
             want = F.conv2d(xg.double(), wg.double(), None, 1, d, d, groups=c)
             moved = (2 * xg.numel() + wg.numel()) * xg.element_size()
-            candidates = {"PyTorch": lambda: F.conv2d(xg, wg, None, 1, d, d, groups=c)}
+            # Each candidate is called with no arguments: partial binds this layer's tensors and rate.
+            candidates = {"PyTorch": functools.partial(F.conv2d, xg, wg, None, 1, d, d, groups=c)}
             for rung in ops.algorithms("depthwise_conv2d", device):
-                candidates[rung] = lambda rung=rung: ops.depthwise_conv2d(xg, wg, None, 1, d, d, algo=rung)
+                candidates[rung] = functools.partial(ops.depthwise_conv2d, xg, wg, None, 1, d, d, algo=rung)
             for name, fn in candidates.items():
                 m, out = bench.measure(fn, timer, bench.TimingPlan(warmup=3, repeats=runs, budget_s=1.0))
                 err = ((out.double() - want).abs().max() / want.abs().max()).item()
@@ -1119,7 +1122,7 @@ recorded = show_recorded(RESULTS)
 # %%
 HBM_BYTES_PER_S, FP32_FLOPS_PER_S = 4.8e12, 67e12  # H200 (SXM), published figures
 estimates = {}
-for where, c, size, d in [("middle flow", 728, 33, 1), ("ASPP, per rate", 2048, 33, 6),
+for where, c, size, _ in [("middle flow", 728, 33, 1), ("ASPP, per rate", 2048, 33, 6),
                           ("decoder", 304, 129, 1)]:
     outputs = 8 * c * size * size
     moved = (2 * outputs + c * 9) * 4  # read x, write y (same size at stride 1, 'same'), the weights

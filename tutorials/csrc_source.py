@@ -1,4 +1,4 @@
-"""Prints a function of the C++/CUDA sources for the tutorials: `show("cpu/gemm.cpp", r"void pack_a\(")`."""
+r"""Prints a function of the C++/CUDA sources for the tutorials: `show("cpu/gemm.cpp", r"void pack_a\(")`."""
 
 import re
 from pathlib import Path

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from .. import buildinfo as atrous_info
-
 from .common import OP_FUNCTION, first_line
 from .timing import CpuTimer, CudaTimer
 

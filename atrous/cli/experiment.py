@@ -1,4 +1,4 @@
-"""The `experiment` command: the variants of the small DeepLabV3+ trained with one budget (:mod:`atrous.experiment`)."""
+"""The `experiment` command: small DeepLabV3+ variants trained with one budget (:mod:`atrous.experiment`)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     parser.add_argument("--seeds", default=None, metavar="LIST",
-                        help="repeat the experiment for each seed (e.g. 0,1,2) and report the mean and range; "
-                             "runs go to OUT/seed-S")
+                        help="repeat the experiment for each seed (e.g. 0,1,2) and report the mean and "
+                             "range; runs go to OUT/seed-S")
     parser.add_argument("--cue", choices=("rim", "shape"), default=None,
                         help="ContextShapes cue (default: rim)")
     parser.add_argument("--deep", type=float, default=12.0, help="depth (pixels) of the 'far inside' column")

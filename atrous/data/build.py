@@ -1,4 +1,4 @@
-"""The datasets a training configuration names: train and validation sets, augmentation, class names and colours."""
+"""The datasets a training configuration names: train/validation sets, augmentation, class names, colours."""
 
 from __future__ import annotations
 

@@ -18,10 +18,30 @@ Every convolution runs on :mod:`atrous.ops`; ``impl="torch"`` (argument of the f
 
 from .aspp import ASPP, ASPPPooling, AtrousRateWarning, default_aspp_rates
 from .decoder import Decoder, FCNHead
-from .deeplab import BACKBONES, DeepLabV3, DeepLabV3Plus, build_backbone, deeplabv3, deeplabv3plus, torchvision_deeplabv3
+from .deeplab import (
+    BACKBONES,
+    DeepLabV3,
+    DeepLabV3Plus,
+    build_backbone,
+    deeplabv3,
+    deeplabv3plus,
+    torchvision_deeplabv3,
+)
 from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
 from .registry import MODELS, get_model, list_models, register_model
 from .resnet import Bottleneck, ResNet, resnet50, resnet101
+from .summary import LayerSummary, ModelSummary, summary
+from .transforms import undilate
+from .weights import (
+    WeightImportError,
+    convert_timm_xception,
+    convert_torchvision_deeplabv3,
+    deeplabv3_from_torchvision,
+    load_timm_xception,
+    load_torchvision_backbone,
+    load_torchvision_deeplabv3,
+)
+from .xception import XceptionAligned, XceptionBlock, xception41, xception65, xception71
 from .zoo import (  # registers the named factories, in this order, before the small model
     deeplabv3_mobilenet_v3_large,
     deeplabv3_resnet50,
@@ -36,19 +56,10 @@ from .zoo import (  # registers the named factories, in this order, before the s
     deeplabv3plus_xception65,
     deeplabv3plus_xception71,
 )
+
+# isort: split
+# Registration order is import order: list_models() shows the paper models first, then the small one.
 from .small import SlimXception, deeplabv3plus_small, small_aspp_rates  # registers after the zoo
-from .transforms import undilate
-from .summary import LayerSummary, ModelSummary, summary
-from .weights import (
-    WeightImportError,
-    convert_timm_xception,
-    convert_torchvision_deeplabv3,
-    deeplabv3_from_torchvision,
-    load_timm_xception,
-    load_torchvision_backbone,
-    load_torchvision_deeplabv3,
-)
-from .xception import XceptionAligned, XceptionBlock, xception41, xception65, xception71
 
 __all__ = [
     "ASPP",

@@ -85,7 +85,8 @@ class ASPP(nn.Module):
         branches: list[nn.Module] = [ConvBNAct(in_channels, out_channels, 1, bn_eps=bn_eps)]
         for rate in rates:
             if separable:
-                branches.append(AtrousSeparableConv2d(in_channels, out_channels, 3, dilation=rate, bn_eps=bn_eps))
+                branches.append(
+                    AtrousSeparableConv2d(in_channels, out_channels, 3, dilation=rate, bn_eps=bn_eps))
             else:
                 branches.append(ConvBNAct(in_channels, out_channels, 3, dilation=rate, bn_eps=bn_eps))
         branches.append(ASPPPooling(in_channels, out_channels, bn_eps))
@@ -109,7 +110,8 @@ class ASPP(nn.Module):
             if axes:
                 warnings.warn(
                     f"ASPP: atrous rate {rate} is not smaller than the {height}x{width} feature map, so the "
-                    f"off-centre taps of its 3x3 kernel see only zero padding along the {' and '.join(axes)}: "
+                    f"off-centre taps of its 3x3 kernel see only zero padding along the "
+                    f"{' and '.join(axes)}: "
                     "the branch degenerates towards a 1x1 conv there (DeepLabV3, Sec. 3.3). Use a larger "
                     "input, a smaller output_stride or smaller rates.",
                     AtrousRateWarning, stacklevel=3)

@@ -31,7 +31,8 @@ class Decoder(nn.Module):
             convs = [AtrousSeparableConv2d(cin, channels, 3, bn_eps=bn_eps),
                      AtrousSeparableConv2d(channels, channels, 3, bn_eps=bn_eps)]
         else:
-            convs = [ConvBNAct(cin, channels, 3, bn_eps=bn_eps), ConvBNAct(channels, channels, 3, bn_eps=bn_eps)]
+            convs = [ConvBNAct(cin, channels, 3, bn_eps=bn_eps),
+                     ConvBNAct(channels, channels, 3, bn_eps=bn_eps)]
         self.convs = nn.Sequential(*convs)
         self.classifier = AtrousConv2d(channels, num_classes, 1)
 

@@ -60,7 +60,8 @@ def _check_backbone(backbone: nn.Module, where: str, needs: Sequence[str]) -> No
     if missing:
         raise TypeError(
             f"{where}: expected a backbone with attributes {', '.join(missing)} whose forward returns a dict "
-            f"with 'out' (and 'low'/'aux'), such as atrous.models.build_backbone(...); got {type(backbone).__name__}")
+            f"with 'out' (and 'low'/'aux'), such as atrous.models.build_backbone(...); "
+            f"got {type(backbone).__name__}")
 
 
 class DeepLabV3(nn.Module):
@@ -85,7 +86,8 @@ class DeepLabV3(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         rates = default_aspp_rates(backbone.output_stride) if aspp_rates is None else tuple(aspp_rates)
-        self.aspp = ASPP(backbone.out_channels, aspp_channels, rates, separable=separable_aspp, dropout=dropout)
+        self.aspp = ASPP(backbone.out_channels, aspp_channels, rates, separable=separable_aspp,
+                         dropout=dropout)
         self.head_conv = ConvBNAct(aspp_channels, aspp_channels, 3) if head_conv else None
         self.classifier = AtrousConv2d(aspp_channels, num_classes, 1)
         self.aux_classifier = FCNHead(backbone.aux_channels, num_classes) if aux else None
@@ -102,7 +104,8 @@ class DeepLabV3(nn.Module):
         y = F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
         if self.aux_classifier is None:
             return y
-        aux = F.interpolate(self.aux_classifier(features["aux"]), size=size, mode="bilinear", align_corners=False)
+        aux = F.interpolate(self.aux_classifier(features["aux"]), size=size, mode="bilinear",
+                            align_corners=False)
         return {"out": y, "aux": aux}
 
 
@@ -145,7 +148,8 @@ class DeepLabV3Plus(nn.Module):
         y = self.decoder(self.aspp(features["out"]), features["low"], size)
         if self.aux_classifier is None:
             return y
-        aux = F.interpolate(self.aux_classifier(features["aux"]), size=size, mode="bilinear", align_corners=False)
+        aux = F.interpolate(self.aux_classifier(features["aux"]), size=size, mode="bilinear",
+                            align_corners=False)
         return {"out": y, "aux": aux}
 
 
@@ -181,7 +185,8 @@ def deeplabv3plus(backbone: str = "xception65", num_classes: int = 21, output_st
     convs of 256. ``multi_grid="default"`` gives (1, 2, 4) to ResNet backbones, nothing to others."""
     net = build_backbone(backbone, output_stride, multi_grid=_multi_grid_for(backbone, multi_grid),
                          in_channels=in_channels)
-    model = DeepLabV3Plus(net, num_classes, aspp_rates=aspp_rates, separable=separable, dropout=dropout, aux=aux)
+    model = DeepLabV3Plus(net, num_classes, aspp_rates=aspp_rates, separable=separable, dropout=dropout,
+                          aux=aux)
     return set_impl(model, impl)
 
 
@@ -201,6 +206,7 @@ def torchvision_deeplabv3(backbone: str, num_classes: int = 21, aux_loss: bool =
     """
     if backbone not in _TORCHVISION_OUTPUT_STRIDE:
         raise ValueError(
-            f"torchvision_deeplabv3: expected backbone in {tuple(_TORCHVISION_OUTPUT_STRIDE)}, got {backbone!r}")
+            f"torchvision_deeplabv3: expected backbone in {tuple(_TORCHVISION_OUTPUT_STRIDE)}, "
+            f"got {backbone!r}")
     return deeplabv3(backbone, num_classes, _TORCHVISION_OUTPUT_STRIDE[backbone], multi_grid=None,
                      aspp_rates=(12, 24, 36), dropout=0.5, head_conv=True, aux=aux_loss, impl=impl)

@@ -1,4 +1,4 @@
-"""MobileNetV3-Large backbone in torchvision's layout, with output_stride 8/16/32 through dilated depthwise convs.
+"""MobileNetV3-Large backbone in torchvision's layout, output_stride 8/16/32 through dilated depthwise convs.
 
 Howard et al., "Searching for MobileNetV3" (2019), Table 1: inverted residual blocks (1x1 expand ->
 depthwise kxk -> optional squeeze-and-excitation -> 1x1 project), ReLU or hard-swish. Layout, widths
@@ -89,7 +89,7 @@ class SqueezeExcitation(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """1x1 expand -> depthwise atrous kxk (stride or rate) -> [SE] -> 1x1 project, residual when shapes allow."""
+    """1x1 expand -> depthwise atrous kxk (stride or rate) -> [SE] -> 1x1 project; residual if shapes fit."""
 
     def __init__(self, spec: BlockSpec, stride: int, dilation: int) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ def register_model(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, in registration order; ``pattern`` filters them with a glob ("deeplabv3plus_*")."""
+    """Registered model names in registration order; ``pattern`` filters them by glob ("deeplabv3plus_*")."""
     return [name for name in MODELS if pattern is None or fnmatch.fnmatchcase(name, pattern)]
 
 

@@ -1,4 +1,4 @@
-"""ResNet-50/101 backbones with output_stride 8/16/32 and multi-grid atrous rates in the last stage (DeepLabV3).
+"""ResNet-50/101 backbones: output_stride 8/16/32, multi-grid atrous rates in the last stage (DeepLabV3).
 
 The layout and parameter names are torchvision's (``torchvision/models/resnet.py``: bottleneck with
 the stride on the 3x3 conv, "ResNet v1.5"), so torchvision checkpoints load 1:1. Chen et al.

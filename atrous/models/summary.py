@@ -59,7 +59,8 @@ class ModelSummary:
             if self.has_receptive_field:
                 cells.append(r.receptive_field)
             lines.append(cells)
-        widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
+        widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
+                  for i, h in enumerate(headers)]
         right = {3, 4}  # numbers
 
         def fmt(cells: Sequence[str]) -> str:
@@ -126,7 +127,8 @@ def _input_shape(model: nn.Module, input_size, in_channels: int | None) -> tuple
     if len(size) == 3:
         return (1, *size)
     if len(size) != 2:
-        raise ValueError(f"summary: expected input_size as H, (H, W), (C, H, W) or (N, C, H, W), got {input_size!r}")
+        raise ValueError("summary: expected input_size as H, (H, W), (C, H, W) or (N, C, H, W), "
+                         f"got {input_size!r}")
     if in_channels is None:
         in_channels = getattr(getattr(model, "backbone", model), "in_channels", None)
     if in_channels is None:
@@ -161,7 +163,8 @@ def _rf_column(model: nn.Module, shape, names: list[str], notes: list[str]) -> d
         else:
             out[n] = _pair_str((row.rf[0].size, row.rf[1].size))
     if any(v == "-" for v in out.values()):
-        notes.append("RF '-': the map went through upsampling or global pooling, so no single RF describes it")
+        notes.append("RF '-': the map went through upsampling or global pooling, "
+                     "so no single RF describes it")
     return out
 
 
@@ -226,7 +229,8 @@ def summary(model: nn.Module, input_size, *, in_channels: int | None = None, dep
             if name in owner:
                 row = rows[owner[name]]
                 row.macs += _leaf_macs(module, output)
-                if owner[name] not in called and not isinstance(named[owner[name]], (nn.ModuleList, nn.ModuleDict)):
+                if owner[name] not in called and not isinstance(
+                        named[owner[name]], (nn.ModuleList, nn.ModuleDict)):
                     row.output_shape = tuple(output.shape)  # a Sequential walked in a loop: its last leaf
         return hook
 

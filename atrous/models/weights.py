@@ -1,4 +1,4 @@
-"""Weight import from timm (aligned Xception) and torchvision (DeepLabV3, ResNet, MobileNetV3) into our models.
+"""Weight import into our models from timm (aligned Xception), torchvision (DeepLabV3, ResNet, MobileNetV3).
 
 Nothing here downloads: pass a state dict you have (``torch.load(path)``) or a model built by timm or
 torchvision (``timm.create_model("xception65", pretrained=True)``,
@@ -81,7 +81,8 @@ def _load_exact(model: nn.Module, state: dict[str, torch.Tensor], origin: dict[s
     ours = model.state_dict()
     missing = [k for k in ours if k not in state]  # in model order: the first ones locate the difference
     unexpected = [k for k in state if k not in ours]
-    shapes = [f"{k} (checkpoint {origin[k]}): checkpoint {tuple(state[k].shape)}, model {tuple(ours[k].shape)}"
+    shapes = [f"{k} (checkpoint {origin[k]}): checkpoint {tuple(state[k].shape)}, "
+              f"model {tuple(ours[k].shape)}"
               for k in ours if k in state and state[k].shape != ours[k].shape]
     if not (missing or unexpected or shapes):
         model.load_state_dict(state, strict=True)
@@ -125,7 +126,8 @@ _TIMM_HEAD = r"^head\."
 def convert_timm_xception(state_dict) -> dict[str, torch.Tensor]:
     """timm ``xception41/65/71`` state dict -> our :class:`XceptionAligned` keys (the ``head.*``
     ImageNet classifier is left out)."""
-    converted, _, _ = _convert(_state_dict(state_dict, "convert_timm_xception"), _TIMM_XCEPTION_RULES, _TIMM_HEAD)
+    converted, _, _ = _convert(_state_dict(state_dict, "convert_timm_xception"), _TIMM_XCEPTION_RULES,
+                               _TIMM_HEAD)
     return converted
 
 
@@ -194,7 +196,8 @@ def load_torchvision_deeplabv3(model: DeepLabV3, state_dict, *, strict_aux: bool
         hints.append("the checkpoint has an auxiliary head (aux_classifier.*): build the model with "
                      "aux_loss=True, or pass strict_aux=False to ignore it")
     if not has_aux and model.aux_classifier is not None:
-        hints.append("the model has an auxiliary head but the checkpoint has none: build it with aux_loss=False")
+        hints.append("the model has an auxiliary head but the checkpoint has none: "
+                     "build it with aux_loss=False")
     hints.append("build the model with atrous.models.torchvision_deeplabv3(backbone, num_classes, aux_loss) "
                  "or use atrous.models.deeplabv3_from_torchvision(checkpoint), which reads all three from it")
     _load_exact(model, state, origin, where=where, source="torchvision deeplabv3", hints=hints)

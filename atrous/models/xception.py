@@ -1,4 +1,4 @@
-"""Aligned Xception-41/65/71 backbones as modified for DeepLabV3+, with output_stride 8/16/32 through dilation.
+"""Aligned Xception-41/65/71 backbones as modified for DeepLabV3+, output_stride 8/16/32 through dilation.
 
 Chen et al., "Encoder-Decoder with Atrous Separable Convolution" (DeepLabV3+, 2018), Sec. 3.2, after
 Dai et al.'s aligned Xception: a deeper middle flow (8 / 16 / 16 blocks for 41 / 65 / 71), every max
@@ -122,7 +122,8 @@ class XceptionAligned(nn.Module):
     def __init__(self, variant: str = "xception65", output_stride: int = 16, in_channels: int = 3) -> None:
         super().__init__()
         if variant not in XCEPTION_BLOCKS:
-            raise ValueError(f"XceptionAligned: expected variant in {sorted(XCEPTION_BLOCKS)}, got {variant!r}")
+            raise ValueError(
+                f"XceptionAligned: expected variant in {sorted(XCEPTION_BLOCKS)}, got {variant!r}")
         self.variant = variant
         self.output_stride = check_output_stride(output_stride, "XceptionAligned")
         self.in_channels = in_channels

@@ -1,4 +1,4 @@
-"""The named DeepLab factories (the paper models on each backbone), registered in :data:`atrous.models.MODELS`.
+"""The named DeepLab factories (the paper models on each backbone), registered in ``atrous.models.MODELS``.
 
 Each is :func:`~atrous.models.deeplabv3` / :func:`~atrous.models.deeplabv3plus` with the backbone fixed;
 keyword arguments pass through.
@@ -74,7 +74,8 @@ def deeplabv3plus_resnet101(num_classes: int = 21, output_stride: int = 16, **kw
 
 
 @register_model
-def deeplabv3plus_mobilenet_v3_large(num_classes: int = 21, output_stride: int = 16, **kwargs) -> DeepLabV3Plus:
+def deeplabv3plus_mobilenet_v3_large(num_classes: int = 21, output_stride: int = 16,
+                                     **kwargs) -> DeepLabV3Plus:
     """DeepLabV3+, MobileNetV3-Large (decoder on the 24-channel stride-4 features)."""
     return deeplabv3plus("mobilenet_v3_large", num_classes, output_stride, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Neural-network layers on the atrous operators: atrous and separable convolutions, the impl switch, BN fusion.
+"""Neural-network layers on the atrous operators: atrous/separable convolutions, the impl switch, BN fusion.
 
 Every convolution here is an :class:`AtrousConv2d`: an ``nn.Conv2d`` (same parameters and attributes,
 so torchvision/timm state dicts load 1:1) whose forward calls :mod:`atrous.ops`. The ``impl`` switch

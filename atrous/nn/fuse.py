@@ -1,4 +1,4 @@
-"""Inference fusion: BatchNorm folded into the preceding convolution, and the switch to a fused separable operator."""
+"""Inference fusion: BatchNorm folded into the preceding convolution; the switch to a fused separable op."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Convolution layers on the atrous operators (AtrousConv2d, ConvBNAct, AtrousSeparableConv2d) and the impl switch."""
+"""Layers on the atrous operators (AtrousConv2d, ConvBNAct, AtrousSeparableConv2d) and the impl switch."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def use_impl(impl: str) -> Iterator[None]:
 
 
 def set_impl(model: nn.Module, impl: str | None) -> nn.Module:
-    """Set ``impl`` on every :class:`AtrousConv2d` in ``model`` (None: follow the default); returns ``model``."""
+    """Set ``impl`` on every :class:`AtrousConv2d` in ``model`` (None: the default); returns ``model``."""
     _check_impl(impl, allow_none=True, where="set_impl(impl)")
     for module in model.modules():
         if isinstance(module, AtrousConv2d):

@@ -38,7 +38,8 @@ def build_model(spec: ModelSpec | dict, impl: str | None = None) -> nn.Module:
     (load weights afterwards)."""
     if isinstance(spec, dict):
         spec = ModelSpec(**spec)
-    model = get_model(spec.name, num_classes=spec.num_classes, output_stride=spec.output_stride, **spec.kwargs)
+    model = get_model(spec.name, num_classes=spec.num_classes, output_stride=spec.output_stride,
+                      **spec.kwargs)
     if not spec.dilated:
         undilate(model)
     if impl is not None:

@@ -41,7 +41,8 @@ def plot_predictions(model: nn.Module, dataset, classes, palette, mean, std, *, 
         correct = ((pred == truth) | (truth == 255)).float().mean().item()
         clear = (0,) if classes[0] == "background" else ()  # the background stays as it is
         over_path = None if overlay_dir is None else Path(overlay_dir) / f"val_{i}.png"
-        over = overlay(rgb, pred, palette, 0.6, transparent=clear, path=over_path)  # written when given a path
+        # written when given a path
+        over = overlay(rgb, pred, palette, 0.6, transparent=clear, path=over_path)
         panels = [(rgb, "image"), (colorize(truth, palette), "truth"),
                   (colorize(pred, palette), f"prediction: {100 * correct:.0f}% right"), (over, "overlay")]
         for ax, (picture, title) in zip(axes[i], panels):

@@ -1,4 +1,4 @@
-"""The layer rule of ARCHITECTURE.md: every module belongs to one layer and imports only from its own or lower layers."""
+"""The layer rule of ARCHITECTURE.md: each module is in one layer and imports only its own or lower ones."""
 
 import ast
 import re
@@ -80,7 +80,8 @@ def _imports(module: str, path: Path):
         for child in ast.iter_child_nodes(node):
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, (ast.Import, ast.ImportFrom)):
-                out.extend((child.lineno, target, in_function) for target in _resolve(module, child, is_package))
+                out.extend((child.lineno, target, in_function)
+                           for target in _resolve(module, child, is_package))
             visit(child, inner)
 
     visit(tree, False)

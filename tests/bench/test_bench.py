@@ -272,7 +272,9 @@ def test_xception65_geometry():
 
 
 def test_shape_selection_by_name_glob_batch_suffix_and_op():
-    names = lambda cases: [c.name for c in cases]
+    def names(cases):
+        return [c.name for c in cases]
+
     all_ops = bench.OPS
     assert names(bench.select_cases(bench.SHAPES, all_ops, ["os16-aspp-dw*"], [1])) == [
         "os16-aspp-dw2048-r6-n1", "os16-aspp-dw2048-r12-n1", "os16-aspp-dw2048-r18-n1"]

@@ -102,7 +102,8 @@ def test_experiment_over_seeds_reports_mean_and_range(tmp_path, capsys):
     runs = [json.loads((tmp_path / f"seed-{s}" / "experiment.json").read_text()) for s in (0, 3)]
     assert [r["config"]["seed"] for r in runs] == [0, 3]
     lines = (tmp_path / "experiment.md").read_text().strip().splitlines()
-    assert lines[0].startswith("| variant | output stride |") and lines[5] == "| seed | atrous | no dilation |"
+    assert lines[0].startswith("| variant | output stride |")
+    assert lines[5] == "| seed | atrous | no dilation |"
     for i, name in enumerate(("atrous", "no dilation")):
         cells = [c.strip() for c in lines[2 + i].split("|")[1:-1]]
         mious = [100 * r["rows"][i]["miou"] for r in runs]

@@ -1,4 +1,4 @@
-"""CUDA specifics: our CUDA kernels against our CPU kernels, half-type tolerances, dtypes, streams, 64-bit indices.
+"""CUDA specifics: CUDA kernels against the CPU ones, half-type tolerances, dtypes, streams, 64-bit indices.
 
 The property, gradcheck, opcheck and compile tests of every op run on each device already (the
 `device` parameter); this file holds what only concerns CUDA. Tests that need a GPU are marked
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import atrous.ops as ops
+
 from helpers.conv_cases import lay_out
 from helpers.devices import CUDA_SKIP, requires_cuda
 
@@ -36,7 +37,8 @@ def test_each_device_has_its_own_ladder():
 
 HALF_TYPES = (torch.float16, torch.bfloat16)
 # Fake CUDA tensors need a CUDA build of torch (not a GPU).
-fake_cuda = pytest.mark.skipif(torch.version.cuda is None, reason="a CPU-only build of torch has no (fake) CUDA tensors")
+fake_cuda = pytest.mark.skipif(torch.version.cuda is None,
+                               reason="a CPU-only build of torch has no (fake) CUDA tensors")
 CUDA_DTYPES = "torch.float32, torch.float64, torch.float16 or torch.bfloat16"
 
 
@@ -72,13 +74,18 @@ def test_fake_cuda_tensors_take_the_half_types(dtype):
 @fake_cuda
 def test_fake_cuda_tensors_name_the_cuda_dtypes_and_ladder():
     with FakeTensorMode():
-        x, w = torch.zeros(1, 3, 8, 8, device="cuda", dtype=torch.int32), torch.zeros(3, 1, 3, 3, device="cuda")
-        with pytest.raises(RuntimeError, match=f"atrous.depthwise_conv2d: expected input of dtype {CUDA_DTYPES}, got Int"):
+        x = torch.zeros(1, 3, 8, 8, device="cuda", dtype=torch.int32)
+        w = torch.zeros(3, 1, 3, 3, device="cuda")
+        with pytest.raises(RuntimeError,
+                           match=f"atrous.depthwise_conv2d: expected input of dtype {CUDA_DTYPES}, got Int"):
             A.depthwise_conv2d(x, w, None, [1, 1], [1, 1], [1, 1])
-        with pytest.raises(RuntimeError, match="expected algo to be one of 'auto', 'naive', 'tiled', got 'stencil'"):
+        with pytest.raises(RuntimeError,
+                           match="expected algo to be one of 'auto', 'naive', 'tiled', got 'stencil'"):
             A.depthwise_conv2d(x.float(), w, None, [1, 1], [1, 1], [1, 1], "stencil")
-        with pytest.raises(RuntimeError, match="expected algo to be one of 'auto', 'naive', 'im2col', got 'blocked'"):
-            A.atrous_conv2d(x.float(), torch.zeros(4, 3, 3, 3, device="cuda"), None, [1, 1], [1, 1], [1, 1], "blocked")
+        with pytest.raises(RuntimeError,
+                           match="expected algo to be one of 'auto', 'naive', 'im2col', got 'blocked'"):
+            A.atrous_conv2d(x.float(), torch.zeros(4, 3, 3, 3, device="cuda"), None, [1, 1], [1, 1], [1, 1],
+                            "blocked")
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES)
@@ -121,14 +128,16 @@ def _outputs(case, device, dtype, algo):
     kind, n, c, c_out, h, w, kernel, stride, padding, dilation, bias, layout = case
     gen = torch.Generator().manual_seed(n * c + h)
     x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64).to(dtype)
-    wt = torch.randn(c_out, 1 if kind == "depthwise" else c, *kernel, generator=gen, dtype=torch.float64).to(dtype)
+    wt = torch.randn(c_out, 1 if kind == "depthwise" else c, *kernel, generator=gen,
+                     dtype=torch.float64).to(dtype)
     b = torch.randn(c_out, generator=gen, dtype=torch.float64).to(dtype) if bias else None
     x = lay_out(x.to(device), layout).requires_grad_(True)
     wt = wt.to(device).requires_grad_(True)
     b = b.to(device).requires_grad_(True) if b is not None else None
     kwargs = {} if kind == "pointwise" else dict(stride=stride, padding=padding, dilation=dilation)
     y = OPS[kind](x, wt, b, algo=algo, **kwargs)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype).to(device)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    gy = gy.to(dtype).to(device)
     grads = torch.autograd.grad(y, [t for t in (x, wt, b) if t is not None], gy)
     return [t.detach().cpu() for t in (y, *grads)], y
 
@@ -138,8 +147,10 @@ def _rel_err(a, b):
     return (a.double() - b.double()).abs().max().item() / scale if b.numel() else 0.0
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
-@pytest.mark.parametrize("case", COMPARE, ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)],
+                         ids=["float64", "float32"])
+@pytest.mark.parametrize("case", COMPARE,
+                         ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
 @pytest.mark.parametrize("rung", [0, 1], ids=["naive", "fast"])
 @pytest.mark.cuda
 @requires_cuda
@@ -185,7 +196,8 @@ def test_cuda_separable_matches_cpu(layout):
     expected = ops.separable_conv2d(x, dw, db, pw, pb, *args)
     got = ops.separable_conv2d(*(t.cuda() for t in (x, dw, db, pw, pb)), *args)
     assert _rel_err(got.cpu(), expected) <= 1e-4
-    assert got.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    assert got.is_contiguous(
+        memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +213,8 @@ HALF_TOLERANCE = {torch.float16: 4 * 2.0 ** -11, torch.bfloat16: 4 * 2.0 ** -8} 
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES, ids=["float16", "bfloat16"])
-@pytest.mark.parametrize("case", COMPARE, ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
+@pytest.mark.parametrize("case", COMPARE,
+                         ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
 @pytest.mark.parametrize("rung", [0, 1], ids=["naive", "fast"])
 @pytest.mark.cuda
 @requires_cuda
@@ -215,10 +228,12 @@ def test_half_types_within_the_tolerance_table(case, dtype, rung):
     x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64).to(dtype).double().requires_grad_(True)
     wt = torch.randn(c_out, 1 if kind == "depthwise" else c, *kernel, generator=gen, dtype=torch.float64)
     wt = wt.to(dtype).double().requires_grad_(True)
-    b = torch.randn(c_out, generator=gen, dtype=torch.float64).to(dtype).double().requires_grad_(True) if bias else None
+    b = torch.randn(c_out, generator=gen, dtype=torch.float64) if bias else None
+    b = b.to(dtype).double().requires_grad_(True) if bias else None
     groups = c if kind == "depthwise" else 1
     ref = F.conv2d(x, wt, b, stride, padding, dilation, groups) if kind != "pointwise" else F.conv2d(x, wt, b)
-    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype).double()
+    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    gy = gy.to(dtype).double()
     expected = [ref.detach(), *torch.autograd.grad(ref, [t for t in (x, wt, b) if t is not None], gy)]
     for name, a, e in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, expected):
         assert a.dtype == dtype
@@ -232,7 +247,8 @@ def test_half_types_within_the_tolerance_table(case, dtype, rung):
 def test_half_types_separable(dtype):
     gen = torch.Generator().manual_seed(4)
     tensors = [torch.randn(2, 32, 33, 33, generator=gen), torch.randn(32, 1, 3, 3, generator=gen),
-               torch.randn(32, generator=gen), torch.randn(40, 32, 1, 1, generator=gen) / 6, torch.randn(40, generator=gen)]
+               torch.randn(32, generator=gen), torch.randn(40, 32, 1, 1, generator=gen) / 6,
+               torch.randn(40, generator=gen)]
     half = [t.to(dtype) for t in tensors]
     x, dw, db, pw, pb = (t.double() for t in half)
     expected = F.conv2d(F.relu(F.conv2d(x, dw, db, 1, 12, 12, groups=32)), pw, pb)
@@ -250,14 +266,16 @@ def test_half_types_separable(dtype):
 def test_error_messages_on_cuda_match_cpu():
     from test_errors import CASES, _error
 
-    differ = {"unsupported_dtype_half", "unsupported_dtype_int", "unknown_algo", "unknown_algo_pointwise_backward"}
+    differ = {"unsupported_dtype_half", "unsupported_dtype_int", "unknown_algo",
+              "unknown_algo_pointwise_backward"}
     for name, (call, _) in CASES.items():
         if name not in differ:
             assert str(_error(call, "cuda")) == str(_error(call, "cpu")), name
     x = torch.zeros(1, 3, 8, 8, device="cuda", dtype=torch.int64)
     with pytest.raises(RuntimeError, match=f"expected input of dtype {CUDA_DTYPES}, got Long"):
         ops.depthwise_conv2d(x, torch.zeros(3, 1, 3, 3, device="cuda"))
-    with pytest.raises(RuntimeError, match="expected algo to be one of 'auto', 'naive', 'tiled', got 'stencil'"):
+    with pytest.raises(RuntimeError,
+                       match="expected algo to be one of 'auto', 'naive', 'tiled', got 'stencil'"):
         ops.depthwise_conv2d(x.float(), torch.zeros(3, 1, 3, 3, device="cuda"), algo="stencil")
 
 
@@ -268,7 +286,8 @@ def test_empty_batch_on_cuda(dtype):
     outs = _every_op("cuda", dtype)  # sizes as in _every_op, but N = 0 below
     assert all(o.device.type == "cuda" for o in outs)
     x = torch.zeros(0, 3, 8, 8, device="cuda", dtype=dtype, requires_grad=True)
-    for op, w in ((ops.depthwise_conv2d, torch.randn(3, 1, 3, 3)), (ops.pointwise_conv2d, torch.randn(4, 3, 1, 1)),
+    for op, w in ((ops.depthwise_conv2d, torch.randn(3, 1, 3, 3)),
+                  (ops.pointwise_conv2d, torch.randn(4, 3, 1, 1)),
                   (ops.atrous_conv2d, torch.randn(4, 3, 3, 3))):
         w = w.to("cuda", dtype).requires_grad_(True)
         b = torch.randn(w.shape[0], device="cuda", dtype=dtype, requires_grad=True)
@@ -311,6 +330,7 @@ def test_depthwise_indexes_past_2_pow_31_elements(algo):
     tail = x[:, :, -64:, :].contiguous()
     expected = ops.depthwise_conv2d(tail, w, None, 1, 1, 1, algo=algo)[:, :, 1:-1]
     assert torch.equal(y[:, :, -63:-1], expected)
-    torch.testing.assert_close(y[:, :, -63:-1], F.conv2d(tail, w, None, 1, 1)[:, :, 1:-1], rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(y[:, :, -63:-1], F.conv2d(tail, w, None, 1, 1)[:, :, 1:-1],
+                               rtol=2e-3, atol=2e-3)
     del x, y
     torch.cuda.empty_cache()

@@ -87,8 +87,9 @@ def run(E, case: ConvCase, algo: str, seed: int = 0):
     x = lay_out(torch.randn(case.n, case.c, case.h, case.w, dtype=case.dtype, generator=gen), case.layout)
     w = torch.randn(*case.weight_shape(), dtype=case.dtype, generator=gen)
     b = torch.randn(case.out_c, dtype=case.dtype, generator=gen)
-    y_shape = F.conv2d(torch.zeros(1, case.c, case.h, case.w), torch.zeros(case.out_c, 1 if case.kind == "depthwise"
-                       else case.c, case.kh, case.kw), None, case.stride, case.padding, case.dilation,
+    y_shape = F.conv2d(torch.zeros(1, case.c, case.h, case.w),
+                       torch.zeros(case.out_c, 1 if case.kind == "depthwise" else case.c, case.kh, case.kw),
+                       None, case.stride, case.padding, case.dilation,
                        case.c if case.kind == "depthwise" else 1).shape
     gy = lay_out(torch.randn(case.n, *y_shape[1:], dtype=case.dtype, generator=gen), case.layout)
     check(E, case.kind, algo, x, w, b, gy, case.stride, case.padding, case.dilation,
@@ -110,9 +111,11 @@ def test_emulated_cuda_matches_torch(emu, kind, algo, data):
     run(emu, case, algo)
 
 
-@pytest.mark.parametrize("case", COMPARE, ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
+@pytest.mark.parametrize("case", COMPARE,
+                         ids=lambda c: f"{c[0]}-{c[4]}x{c[5]}-k{c[6][0]}-s{c[7][0]}-d{c[9][0]}-{c[11]}")
 @pytest.mark.parametrize("rung", [0, 1], ids=["naive", "fast"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["float32", "float16", "bfloat16"])
 def test_emulated_cuda_on_the_comparison_cases(emu, case, rung, dtype):
     # The shapes of test_cuda.py (DeepLab rates, large kernels, a halo too big for shared
     # memory), in float32 and in the half types against their tolerance table.
@@ -142,7 +145,8 @@ def test_emulated_separable(emu, layout, dtype):
     expected = F.conv2d(F.relu(F.conv2d(d[0], d[1], d[2], (1, 2), 3, (3, 2), groups=6)), d[3], d[4])
     tol = 1e-10 if dtype == torch.float64 else HALF_TOLERANCE[dtype]
     assert (y.double() - expected).abs().max().item() <= tol * max(1.0, expected.abs().max().item())
-    assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    assert y.is_contiguous(
+        memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
 
 
 def test_emulated_empty_batch_and_bias_gradient(emu):

@@ -13,8 +13,9 @@ import torch
 import atrous
 import atrous.ops as ops
 from atrous import _build_env, _extension, buildinfo
-from helpers.devices import DEVICES
+
 from helpers import paths
+from helpers.devices import DEVICES
 
 ROOT = str(paths.ROOT)
 
@@ -67,7 +68,8 @@ def test_every_operator_has_a_cpu_kernel():
 def test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled():
     ext = _extension.load()
     if not ext.with_cuda:
-        pytest.skip("this build has no CUDA kernels (test_cuda_sources_compiled_when_expected says whether it should)")
+        pytest.skip("this build has no CUDA kernels "
+                    "(test_cuda_sources_compiled_when_expected says whether it should)")
     table = buildinfo.kernel_table()
     missing = [name for name, row in table.items() if not row["CUDA"]]
     assert not missing, f"operators without a CUDA kernel: {missing}"

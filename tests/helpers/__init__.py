@@ -1,1 +1,1 @@
-"""Helpers shared by the test folders: conv cases, devices, repository paths (tests/ is on pytest's pythonpath)."""
+"""Helpers shared by the test folders: conv cases, devices, repo paths (tests/ is on pytest's pythonpath)."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import atrous.ops as ops
 import atrous.reference as reference
+
 from .devices import DEVICES, device_algos, ladder  # noqa: F401  (re-exported for the tests)
 
 # Sizes that catch real bugs: 1 (degenerate), odd sizes with vector tails (33, 65), small primes.

@@ -17,8 +17,8 @@ from atrous import _extension
 def cuda_skip_reason() -> str | None:
     """Why CUDA cases cannot run here, or None when they can."""
     if not torch.cuda.is_available():
-        return (f"no CUDA GPU visible (torch {torch.__version__}, CUDA {torch.version.cuda or 'none: a CPU build'}, "
-                "torch.cuda.is_available() is False)")
+        return (f"no CUDA GPU visible (torch {torch.__version__}, "
+                f"CUDA {torch.version.cuda or 'none: a CPU build'}, torch.cuda.is_available() is False)")
     if not _extension.load().with_cuda:
         return "a GPU is visible but this build of atrous has no CUDA kernels (see python -m atrous.info)"
     return None

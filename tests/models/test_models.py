@@ -1,4 +1,4 @@
-"""atrous.models: shapes at every output stride, strides-to-dilation, parity with F.conv2d, batch 1, compile, ONNX."""
+"""atrous.models: shapes per output stride, strides to dilation, F.conv2d parity, batch 1, compile, ONNX."""
 
 import math
 import warnings
@@ -70,11 +70,13 @@ def test_any_input_size(size):
 
 def test_bad_inputs_are_rejected_with_a_clear_message():
     model = M.deeplabv3plus_mobilenet_v3_large(num_classes=2)
-    with pytest.raises(ValueError, match=r"DeepLabV3Plus: expected 3 input channels, got shape \(1, 1, 8, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"DeepLabV3Plus: expected 3 input channels, got shape \(1, 1, 8, 8\)"):
         model(torch.randn(1, 1, 8, 8))
     with pytest.raises(ValueError, match=r"expected an \(N, C, H, W\) input, got shape \(3, 8, 8\)"):
         model(torch.randn(3, 8, 8))
-    with pytest.raises(ValueError, match="in training mode a single 16x9 image leaves a 1x1 map at output stride 16"):
+    with pytest.raises(ValueError,
+                       match="in training mode a single 16x9 image leaves a 1x1 map at output stride 16"):
         model.train()(torch.randn(1, 3, 16, 9))
     model(torch.randn(1, 3, 17, 9))  # 2x1 at output stride 16: trains
     with pytest.raises(ValueError, match=r"output_stride in \(8, 16, 32\), got 4"):

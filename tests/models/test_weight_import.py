@@ -1,4 +1,4 @@
-"""Weight import: randomly initialised timm / torchvision models, their state dicts in our models, equal outputs."""
+"""Weight import: random timm / torchvision models, their state dicts in our models, equal outputs."""
 
 import pytest
 import torch
@@ -39,7 +39,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-10) -> None:
                                                    ("xception41", 16), ("xception71", 16)])
 def test_timm_xception_weights_give_timm_outputs(variant, output_stride):
     torch.manual_seed(0)
-    ref = _randomize_bn(timm.create_model(variant, pretrained=False, output_stride=output_stride)).double().eval()
+    ref = timm.create_model(variant, pretrained=False, output_stride=output_stride)
+    ref = _randomize_bn(ref).double().eval()
     ours = M.XceptionAligned(variant, output_stride).double().eval()
     assert M.load_timm_xception(ours, ref.state_dict()) is ours
     x = torch.randn(2, 3, 37, 45, dtype=torch.float64)
@@ -93,7 +94,8 @@ TORCHVISION = {
 
 def _torchvision(backbone: str, num_classes: int = 5, aux_loss: bool = True) -> nn.Module:
     torch.manual_seed(0)
-    model = TORCHVISION[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+    model = TORCHVISION[backbone](weights=None, weights_backbone=None, num_classes=num_classes,
+                                  aux_loss=aux_loss)
     return _randomize_bn(model)
 
 
@@ -161,8 +163,8 @@ def test_mismatching_checkpoints_list_what_differs():
         M.load_torchvision_deeplabv3(M.torchvision_deeplabv3("resnet50", 21), source)
     message = str(info.value)
     assert "shape mismatches (2)" in message
-    assert "classifier.weight (checkpoint classifier.4.weight): checkpoint (5, 256, 1, 1), model (21, 256, 1, 1)" \
-        in message
+    assert ("classifier.weight (checkpoint classifier.4.weight): "
+            "checkpoint (5, 256, 1, 1), model (21, 256, 1, 1)") in message
     with pytest.raises(M.WeightImportError) as info:
         M.load_torchvision_deeplabv3(M.torchvision_deeplabv3("resnet101", 5), source)
     assert "missing from the checkpoint (our names) (" in str(info.value)
@@ -190,7 +192,8 @@ def test_torchvision_resnet_backbone_weights():
     M.load_torchvision_backbone(ours, ref.state_dict())
     x = torch.randn(1, 3, 45, 37, dtype=torch.float64)
     with torch.no_grad():
-        expected = ref.layer4(ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))))
+        stem = ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))
+        expected = ref.layer4(ref.layer3(ref.layer2(ref.layer1(stem))))
         _close(ours.backbone(x)["out"], expected)
 
 

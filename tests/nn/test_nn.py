@@ -1,4 +1,4 @@
-"""atrous.nn: routing of AtrousConv2d to the operators, the impl switch, ConvBNAct, separable conv, pooled BN, fusion."""
+"""atrous.nn: AtrousConv2d routing to the ops, impl switch, ConvBNAct, separable conv, pooled BN, fusion."""
 
 import pytest
 import torch

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
+
 from helpers.conv_cases import DEVICES, ConvCase, check_case, conv_cases, device_algos  # noqa: F401
 
 ALGOS = device_algos("atrous_conv2d")  # each device's ladder
@@ -31,7 +32,8 @@ def test_hand_computed_two_channels(device):
     # reads the four corners; weights 1 on channel 0 and 10 on channel 1:
     # 4 * (1 * 1) + 4 * (10 * 2) = 84.
     x = torch.stack([torch.ones(3, 3), 2 * torch.ones(3, 3)]).unsqueeze(0).double().to(device)
-    w = torch.stack([torch.ones(2, 2), 10 * torch.ones(2, 2)]).unsqueeze(0).double().to(device)  # (1, 2, 2, 2)
+    # (1, 2, 2, 2)
+    w = torch.stack([torch.ones(2, 2), 10 * torch.ones(2, 2)]).unsqueeze(0).double().to(device)
     assert ops.atrous_conv2d(x, w, dilation=2).flatten().tolist() == [84.0]
 
 
@@ -47,8 +49,8 @@ def test_resnet_like_layers(stride, padding, dilation, device):
     w = torch.randn(24, 16, kernel, kernel, dtype=torch.float64)
     b = torch.randn(24, dtype=torch.float64)
     for layout in (torch.contiguous_format, torch.channels_last):
-        y = ops.atrous_conv2d(x.contiguous(memory_format=layout).to(device), w.to(device), b.to(device), stride,
-                              padding, dilation).cpu()
+        y = ops.atrous_conv2d(x.contiguous(memory_format=layout).to(device), w.to(device), b.to(device),
+                              stride, padding, dilation).cpu()
         torch.testing.assert_close(y, F.conv2d(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10)
 
 

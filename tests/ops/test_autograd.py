@@ -1,9 +1,12 @@
 """Autograd of the atrous ops: gradcheck and gradgradcheck in float64, and deterministic gradients."""
 
+import functools
+
 import pytest
 import torch
 
 import atrous.ops as ops
+
 from helpers.devices import DEVICES, device_param
 
 # (op, weight shape for C=3 inputs, kwargs): asymmetric stride/padding/dilation where allowed.
@@ -17,7 +20,8 @@ CASES = {
 
 def _inputs(weight_shape, bias=True, layout=torch.contiguous_format, device="cpu"):
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=gen).to(device).contiguous(memory_format=layout)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, generator=gen)
+    x = x.to(device).contiguous(memory_format=layout)
     w = torch.randn(*weight_shape, dtype=torch.float64, generator=gen).to(device)
     b = torch.randn(weight_shape[0], dtype=torch.float64, generator=gen).to(device) if bias else None
     return [t.requires_grad_(True) if t is not None else None for t in (x, w, b)]
@@ -38,10 +42,12 @@ def test_gradcheck_every_rung(name, device):
     # The backward pass runs the rung the forward pass used.
     op, weight_shape, kwargs = CASES[name]
     x, w, b = _inputs(weight_shape, layout=torch.channels_last, device=device)
-    op_name = {"depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d", "dense": "atrous_conv2d"}[name]
+    op_name = {"depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d",
+               "dense": "atrous_conv2d"}[name]
     for algo in ops.algorithms(op_name, device):
-        assert torch.autograd.gradcheck(lambda x, w, b: op(x, w, b, **kwargs, algo=algo), (x, w, b))
-        assert torch.autograd.gradgradcheck(lambda x, w, b: op(x, w, b, **kwargs, algo=algo), (x, w, b))
+        fn = functools.partial(op, **kwargs, algo=algo)  # fn(x, w, b) = op(x, w, b, **kwargs, algo=algo)
+        assert torch.autograd.gradcheck(fn, (x, w, b))
+        assert torch.autograd.gradgradcheck(fn, (x, w, b))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -69,7 +75,8 @@ def _weight_and_bias_grads(op, x, w, b, kwargs, gy):
 
 def _determinism_params():
     # CPU: every depthwise rung and the default GEMM rungs; CUDA: every rung of every ladder.
-    cpu = [("depthwise", a) for a in ops.algorithms("depthwise_conv2d")] + [("pointwise", "auto"), ("dense", "auto")]
+    cpu = [("depthwise", a) for a in ops.algorithms("depthwise_conv2d")]
+    cpu += [("pointwise", "auto"), ("dense", "auto")]
     cuda = [(name, a) for name, op in (("depthwise", "depthwise_conv2d"), ("pointwise", "pointwise_conv2d"),
                                        ("dense", "atrous_conv2d")) for a in ops.algorithms(op, "cuda")]
     return [device_param("cpu", *p) for p in cpu] + [device_param("cuda", *p) for p in cuda]

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 import atrous.ops as ops
+
 from helpers.devices import DEVICES
 
 

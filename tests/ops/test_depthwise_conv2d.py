@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
+
 from helpers.conv_cases import DEVICES, ConvCase, check_case, conv_cases, device_algos
 
 # Every rung of each device's kernel ladder (CPU: naive, rows, stencil, nhwc; CUDA: naive,

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import atrous.ops  # noqa: F401  (registers fake kernels and autograd)
+
 from helpers.devices import device_param
 
 A = torch.ops.atrous
@@ -26,7 +27,8 @@ def samples(device):
     def t(*shape, **kw):
         return _t(*shape, device=device, **kw)
 
-    yield A.depthwise_conv2d.default, (t(2, 3, 9, 8, grad=True), t(6, 1, 3, 2, grad=True), t(6, grad=True), *CONF)
+    yield A.depthwise_conv2d.default, (t(2, 3, 9, 8, grad=True), t(6, 1, 3, 2, grad=True), t(6, grad=True),
+                                       *CONF)
     yield A.depthwise_conv2d.default, (t(1, 4, 7, 7, layout=CL), t(4, 1, 3, 3), None, [1, 1], [6, 6], [6, 6])
     yield A.depthwise_conv2d.default, (t(0, 3, 9, 8), t(3, 1, 3, 3), None, [1, 1], [1, 1], [1, 1])
     yield A.depthwise_conv2d_backward_input.default, (t(2, 6, 5, 8), t(6, 1, 3, 2), [2, 3, 9, 8], *CONF)
@@ -35,7 +37,8 @@ def samples(device):
     yield A.pointwise_conv2d.default, (t(2, 3, 5, 4, layout=CL), t(4, 3, 1, 1), None)
     yield A.pointwise_conv2d_backward_input.default, (t(2, 4, 5, 4, layout=CL), t(4, 3, 1, 1))
     yield A.pointwise_conv2d_backward_weight.default, (t(2, 4, 5, 4), t(2, 3, 5, 4))
-    yield A.atrous_conv2d.default, (t(2, 3, 9, 8, grad=True), t(4, 3, 3, 2, grad=True), t(4, grad=True), *CONF)
+    yield A.atrous_conv2d.default, (t(2, 3, 9, 8, grad=True), t(4, 3, 3, 2, grad=True), t(4, grad=True),
+                                    *CONF)
     yield A.atrous_conv2d.default, (t(1, 3, 6, 6, layout=CL), t(5, 3, 1, 1), None, [1, 1], [0, 0], [1, 1])
     yield A.atrous_conv2d_backward_input.default, (t(2, 4, 5, 8), t(4, 3, 3, 2), [2, 3, 9, 8], *CONF)
     yield A.atrous_conv2d_backward_weight.default, (t(2, 4, 5, 8), t(2, 3, 9, 8), [4, 3, 3, 2], *CONF)
@@ -43,11 +46,12 @@ def samples(device):
     # Explicit kernel rungs (the algo argument; each device has its own ladder).
     dw_rungs = ("nhwc", "stencil") if device == "cpu" else ("tiled", "naive")
     for rung in dw_rungs:
-        yield A.depthwise_conv2d.default, (t(2, 3, 9, 8, grad=True), t(3, 1, 3, 3, grad=True), None, *CONF, rung)
+        yield A.depthwise_conv2d.default, (t(2, 3, 9, 8, grad=True), t(3, 1, 3, 3, grad=True), None, *CONF,
+                                           rung)
     yield A.pointwise_conv2d.default, (t(2, 3, 5, 4, grad=True), t(4, 3, 1, 1, grad=True), None, "naive")
     yield A.atrous_conv2d.default, (t(2, 3, 9, 8, grad=True), t(4, 3, 3, 2, grad=True), None, *CONF, "naive")
-    yield A.separable_conv2d.default, (t(2, 6, 11, 9), t(6, 1, 3, 3), t(6), t(4, 6, 1, 1), None, [1, 1], [2, 2],
-                                       [2, 2], "relu")
+    yield A.separable_conv2d.default, (t(2, 6, 11, 9), t(6, 1, 3, 3), t(6), t(4, 6, 1, 1), None, [1, 1],
+                                       [2, 2], [2, 2], "relu")
 
 
 def _params():

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 import atrous.ops as ops
+
 from helpers.conv_cases import DEVICES, ConvCase, check_case, conv_cases, device_algos  # noqa: F401
 
 ALGOS = device_algos("pointwise_conv2d")  # each device's ladder
@@ -52,7 +53,8 @@ def test_gemm_blocking_edges_float64(c_in, c_out, size, device):
     w = torch.randn(c_out, c_in, 1, 1, dtype=torch.float64)
     for layout in (torch.contiguous_format, torch.channels_last):
         xl = x.contiguous(memory_format=layout).to(device)
-        torch.testing.assert_close(ops.pointwise_conv2d(xl, w.to(device)).cpu(), F.conv2d(x, w), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(ops.pointwise_conv2d(xl, w.to(device)).cpu(), F.conv2d(x, w),
+                                   rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 
 from atrous import reference
+
 from helpers.conv_cases import conv_cases
 
 

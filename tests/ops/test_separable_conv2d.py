@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atrous.ops as ops
+
 from helpers.conv_cases import SIZES, assert_relative, axis_params, lay_out
 from helpers.devices import DEVICES
 
@@ -18,8 +19,9 @@ def separable_cases(draw):
     sh, ph, dh = draw(axis_params(h, kh))
     sw, pw, dw = draw(axis_params(w, kw))
     c = draw(st.integers(1, 40))
-    return dict(n=draw(st.integers(0, 2)), c=c, m=draw(st.sampled_from([1, 1, 2])), out=draw(st.integers(1, 40)),
-                h=h, w=w, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
+    return dict(n=draw(st.integers(0, 2)), c=c, m=draw(st.sampled_from([1, 1, 2])),
+                out=draw(st.integers(1, 40)), h=h, w=w, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
+                dilation=(dh, dw),
                 dw_bias=draw(st.booleans()), pw_bias=draw(st.booleans()), relu=draw(st.booleans()),
                 layout=draw(st.sampled_from(["contiguous", "channels_last", "strided"])),
                 dtype=draw(st.sampled_from([torch.float32, torch.float64])))
@@ -50,8 +52,9 @@ def _to(device, *tensors):
 @given(separable_cases())
 def test_matches_two_torch_convolutions(device, case):
     x, dw, db, pw, pb = _tensors(case)
-    y = ops.separable_conv2d(lay_out(x.to(device), case["layout"]), *_to(device, dw, db, pw, pb), case["stride"],
-                             case["padding"], case["dilation"], "relu" if case["relu"] else None)
+    y = ops.separable_conv2d(lay_out(x.to(device), case["layout"]), *_to(device, dw, db, pw, pb),
+                             case["stride"], case["padding"], case["dilation"],
+                             "relu" if case["relu"] else None)
     assert y.device.type == device
     assert_relative(y, _reference(x, dw, db, pw, pb, case), case["dtype"], f"separable ({case})")
     if case["layout"] == "channels_last" and case["c"] > 1 and y.numel() > 0 and y.shape[2] * y.shape[3] > 1:
@@ -61,7 +64,8 @@ def test_matches_two_torch_convolutions(device, case):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("channels,out,size,rate", [(728, 728, 33, 1), (2048, 256, 17, 12), (304, 256, 65, 1)])
+@pytest.mark.parametrize("channels,out,size,rate",
+                         [(728, 728, 33, 1), (2048, 256, 17, 12), (304, 256, 65, 1)])
 def test_deeplab_shapes_span_many_tiles(channels, out, size, rate, device):
     # Several pixel tiles per image, and a last tile that is partial.
     case = dict(n=2, c=channels, m=1, out=out, h=size, w=size, kernel=(3, 3), stride=(1, 1),
@@ -76,8 +80,10 @@ def test_deeplab_shapes_span_many_tiles(channels, out, size, rate, device):
 def test_equals_the_unfused_ops_exactly_in_float64(device):
     torch.manual_seed(0)
     x = torch.randn(1, 16, 20, 20, dtype=torch.float64).to(device)
-    dw, db = torch.randn(16, 1, 3, 3, dtype=torch.float64).to(device), torch.randn(16, dtype=torch.float64).to(device)
-    pw, pb = torch.randn(8, 16, 1, 1, dtype=torch.float64).to(device), torch.randn(8, dtype=torch.float64).to(device)
+    dw, db = (torch.randn(16, 1, 3, 3, dtype=torch.float64).to(device),
+              torch.randn(16, dtype=torch.float64).to(device))
+    pw, pb = (torch.randn(8, 16, 1, 1, dtype=torch.float64).to(device),
+              torch.randn(8, dtype=torch.float64).to(device))
     fused = ops.separable_conv2d(x, dw, db, pw, pb, 1, 2, 2, "relu")
     unfused = ops.pointwise_conv2d(torch.relu(ops.depthwise_conv2d(x, dw, db, 1, 2, 2)), pw, pb)
     torch.testing.assert_close(fused, unfused, rtol=1e-12, atol=1e-12)
@@ -89,8 +95,8 @@ def test_requires_grad_falls_back_to_the_unfused_ops_with_gradients(device):
     x = torch.randn(2, 4, 9, 9, dtype=torch.float64, device=device, requires_grad=True)
     dw = torch.randn(4, 1, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
     pw = torch.randn(5, 4, 1, 1, dtype=torch.float64, device=device, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, dw, pw: ops.separable_conv2d(x, dw, None, pw, None, 1, 2, 2, "relu"),
-                                    (x, dw, pw))
+    assert torch.autograd.gradcheck(
+        lambda x, dw, pw: ops.separable_conv2d(x, dw, None, pw, None, 1, 2, 2, "relu"), (x, dw, pw))
     with torch.no_grad():  # inference: the fused kernel, no graph
         y = ops.separable_conv2d(x, dw, None, pw, None, 1, 2, 2)
     assert y.grad_fn is None
@@ -98,7 +104,8 @@ def test_requires_grad_falls_back_to_the_unfused_ops_with_gradients(device):
 
 def test_bad_arguments():
     x, dw, pw = torch.zeros(1, 4, 8, 8), torch.zeros(4, 1, 3, 3), torch.zeros(5, 4, 1, 1)
-    with pytest.raises(RuntimeError, match=r"expected pw_weight of shape \(C_out, 4, 1, 1\) after a depthwise stage"):
+    with pytest.raises(RuntimeError,
+                       match=r"expected pw_weight of shape \(C_out, 4, 1, 1\) after a depthwise stage"):
         ops.separable_conv2d(x, dw, None, torch.zeros(5, 3, 1, 1), None)
     with pytest.raises(RuntimeError, match=r"expected pw_bias of shape \(C_out,\) = \(5,\), got \[4\]"):
         ops.separable_conv2d(x, dw, None, pw, torch.zeros(4))
@@ -114,8 +121,10 @@ def test_bad_arguments():
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck_and_compile(device):
     x = torch.randn(2, 6, 11, 9, dtype=torch.float64).to(device)
-    args = (x, torch.randn(6, 1, 3, 3, dtype=torch.float64).to(device), torch.randn(6, dtype=torch.float64).to(device),
+    args = (x, torch.randn(6, 1, 3, 3, dtype=torch.float64).to(device),
+            torch.randn(6, dtype=torch.float64).to(device),
             torch.randn(4, 6, 1, 1, dtype=torch.float64).to(device), None, [1, 1], [2, 2], [2, 2], "relu")
     torch.library.opcheck(torch.ops.atrous.separable_conv2d.default, args)
-    fn = torch.compile(lambda *a: ops.separable_conv2d(*a[:5], 1, 2, 2, "relu"), fullgraph=True, backend="aot_eager")
+    fn = torch.compile(lambda *a: ops.separable_conv2d(*a[:5], 1, 2, 2, "relu"), fullgraph=True,
+                       backend="aot_eager")
     torch.testing.assert_close(fn(*args[:5]), ops.separable_conv2d(*args[:5], 1, 2, 2, "relu"))

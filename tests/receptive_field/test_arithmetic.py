@@ -7,10 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers.paths import ROOT
 
 from atrous import reference
 from atrous.receptive_field.arithmetic import _pair, conv_output_size
+
+from helpers.paths import ROOT
 
 
 def test_arithmetic_imports_nothing_from_atrous():

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 
 from atrous.training import TrainConfig, load_checkpoint, train
 from atrous.training.distributed import GlooSyncBatchNorm2d
+
 from helpers.paths import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::atrous.models.aspp.AtrousRateWarning")

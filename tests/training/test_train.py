@@ -176,7 +176,8 @@ def test_evaluate_counts_every_pixel_once():
             self.w = torch.nn.Parameter(torch.zeros(()))
 
         def forward(self, x):
-            return torch.nn.functional.pad(torch.ones(x.shape[0], 1, *x.shape[-2:]), (0, 0, 0, 0, 0, 3)) + self.w
+            ones = torch.ones(x.shape[0], 1, *x.shape[-2:])
+            return torch.nn.functional.pad(ones, (0, 0, 0, 0, 0, 3)) + self.w
 
     ds = ContextShapes(5, 40, seed=2)
     cm = evaluate(Background(), ds, 4, batch_size=2)

@@ -38,7 +38,8 @@ def test_notebook_is_paired_with_its_source_and_has_no_outputs(source):
     assert os.path.exists(ipynb), f"{ipynb} is missing: run `jupytext --sync {source}`"
     from_py = jupytext.read(source)
     from_nb = nbformat.read(ipynb, as_version=4)
-    assert [(c.cell_type, c.source) for c in from_py.cells] == [(c.cell_type, c.source) for c in from_nb.cells], (
+    cells = [(c.cell_type, c.source) for c in from_py.cells]
+    assert cells == [(c.cell_type, c.source) for c in from_nb.cells], (
         f"{ipynb} differs from {source}: run `jupytext --sync {source}`")
     assert all(not c.get("outputs") for c in from_nb.cells if c.cell_type == "code"), (
         f"{ipynb} keeps outputs; clear them (`jupytext --sync` writes none)")

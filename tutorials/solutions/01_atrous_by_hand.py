@@ -33,8 +33,10 @@ def atrous_conv_loops(x2d, w2d, stride, padding, dilation):
 
 x, w = torch.randn(13, 11, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
 args = ((2, 1), (3, 1), (2, 3))
-torch.testing.assert_close(atrous_conv_loops(x, w, *args), F.conv2d(x[None, None], w[None, None], None, *args)[0, 0])
+torch.testing.assert_close(atrous_conv_loops(x, w, *args),
+                           F.conv2d(x[None, None], w[None, None], None, *args)[0, 0])
 
 # 3. k_eff = 2 + 1 * 2 = 4; (8 + 2 - 4) // 3 + 1 = 6 // 3 + 1 = 3.
-assert F.conv2d(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 2, 2), stride=3, padding=1, dilation=3).shape[-1] == 3
+y = F.conv2d(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 2, 2), stride=3, padding=1, dilation=3)
+assert y.shape[-1] == 3
 print("all solutions check out")

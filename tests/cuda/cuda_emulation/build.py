@@ -1,7 +1,7 @@
 """Builds the CPU emulation of the CUDA operators: csrc/cuda compiled by g++ against emulation.h.
 
-The host files (csrc/cuda/<op>.cpp, one per operator) and kernel files (csrc/cuda/*_kernels.cu, compiled as C++) are
-built with -DATROUS_CUDA_EMULATION into a library that registers the operators again, under
+The host files (csrc/cuda/<op>.cpp, one per operator) and kernel files (csrc/cuda/*_kernels.cu, compiled
+as C++) are built with -DATROUS_CUDA_EMULATION into a library that registers the operators again, under
 torch.ops.atrous_emu with CPU kernels: the real CUDA code, line for line, on CPU tensors. Each
 CUDA block runs as real threads (csrc/cuda/emulation.h), so __syncthreads and shared memory
 behave as on a GPU. It needs the CUDA toolkit's headers (cuda_fp16.h, cuda_bf16.h), not a GPU.
