@@ -22,6 +22,7 @@ demo: install
 	@echo "demo: pictures and results in $(DEMO_OUT)/: predictions.png, overlays/, erf.png, bench/"
 
 test: install
+	$(PY) -m ruff check atrous tests tutorials
 	MPLBACKEND=Agg $(PY) -m pytest
 
 install: $(BUILD_STAMP)

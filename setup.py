@@ -107,7 +107,7 @@ setup(
         # onnx*: the export test of impl="torch".
         # jupytext, nbclient, nbformat, ipykernel: the tutorials run as notebooks in the suite.
         "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
-                 "jupytext", "nbclient", "nbformat", "ipykernel"],
+                 "jupytext", "nbclient", "nbformat", "ipykernel", "ruff==0.17.6"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
