@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AxisRF", "compose", "conv_output_size", "effective_kernel_size", "union"]
+__all__ = ["AxisRF", "compose", "conv_output_size", "effective_kernel_size", "hdc_max_distance",
+           "reachable_offsets", "union"]
 
 
 def _is_int(value: Any) -> bool:
@@ -140,3 +141,42 @@ def union(rfs: Sequence[AxisRF]) -> AxisRF | None:
     lo = min(r.first for r in rfs)
     hi = max(r.first + r.size - 1 for r in rfs)
     return AxisRF(size=hi - lo + 1, jump=rfs[0].jump, start=(lo + hi) / 2)
+
+
+def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
+    rates = tuple(rates)
+    if not rates or not all(_is_int(r) and r >= 1 for r in rates):
+        raise ValueError(f"rates must be a non-empty sequence of ints >= 1, got {rates!r}")
+    if not _is_int(kernel_size) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size!r}")
+    return rates
+
+
+def reachable_offsets(rates: Sequence[int], kernel_size: int = 3) -> frozenset[int]:
+    """The 1-D input offsets that reach one output through stacked ``kernel_size``-tap layers at ``rates``:
+    every ``sum_i a_i r_i`` with tap indices ``a_i`` in ``-(k-1)//2 .. k//2`` (``-1, 0, 1`` for k = 3).
+    An offset inside ``[min, max]`` but missing from the set is a hole of the stack (gridding)."""
+    rates = _check_rates(rates, kernel_size)
+    taps = range(-((kernel_size - 1) // 2), kernel_size // 2 + 1)
+    offsets = {0}
+    for r in rates:
+        offsets = {o + a * r for o in offsets for a in taps}
+    return frozenset(offsets)
+
+
+def hdc_max_distance(rates: Sequence[int], kernel_size: int = 3) -> int:
+    """``M_2`` of hybrid dilated convolution (Wang et al., 2018, "Understanding convolution for semantic
+    segmentation"): the largest distance between neighbouring non-zero taps of layers 2..n of a stack of
+    3x3 layers, ``M_n = r_n``, ``M_i = max(M_{i+1} - 2 r_i, M_{i+1} - 2 (M_{i+1} - r_i), r_i)``.
+
+    Their criterion is ``M_2 <= K`` (K = 3): a first layer at rate 1 then fills every hole. It assumes
+    that first layer is dense (``r_1 = 1``) and the rates do not decrease, as in their sawtooth groups;
+    under those assumptions it agrees with :func:`reachable_offsets` (tested). Only ``kernel_size=3``,
+    the case the recursion was derived for, is accepted."""
+    rates = _check_rates(rates, kernel_size)
+    if kernel_size != 3:
+        raise ValueError(f"the HDC recursion is for 3-tap layers; kernel_size must be 3, got {kernel_size}")
+    m = rates[-1]
+    for r in reversed(rates[1:-1]):
+        m = max(m - 2 * r, m - 2 * (m - r), r)
+    return m
