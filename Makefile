@@ -68,9 +68,10 @@ bench-models-quick: install
 experiment: install
 	MPLBACKEND=Agg $(PY) -m atrous experiment --seeds 0,1,2 --no-progress --out experiment-out --update-readme README.md
 
-# Jupyter from the project's environment, on the tutorials folder.
+# Jupyter from the project's environment, on the tutorials folder (the `tutorials` extra of setup.py:
+# JupyterLab and ipywidgets, whose sliders drive the interactive pictures).
 notebooks: install
-	$(PIP) install --quiet jupyterlab
+	$(PIP) install --quiet jupyterlab ipywidgets
 	cd tutorials && ../$(PY) -m jupyter lab
 
 clean:

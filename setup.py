@@ -105,9 +105,12 @@ setup(
     extras_require={
         # torchvision and timm: the weight-import tests build their models (randomly initialised);
         # onnx*: the export test of impl="torch".
-        # jupytext, nbclient, nbformat, ipykernel: the tutorials run as notebooks in the suite.
+        # jupytext, nbclient, nbformat, ipykernel: the tutorials run as notebooks in the suite;
+        # ipywidgets: the interactive pictures are tested with and without it.
         "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
-                 "jupytext", "nbclient", "nbformat", "ipykernel", "ruff==0.17.6"],
+                 "jupytext", "nbclient", "nbformat", "ipykernel", "ipywidgets", "ruff==0.17.6"],
+        # `make notebooks`: JupyterLab, and ipywidgets for the sliders of the interactive pictures.
+        "tutorials": ["jupyterlab", "ipywidgets"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -169,13 +169,13 @@ ax.imshow(measured.mask, cmap="Greys")
 ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
                            ec="tab:red"))
 ax.set_title("central output: 9 taps, RF 13x13")
-plt.close(fig)  # shown once, as the cell's value (CI runs headless with MPLBACKEND=Agg)
+plt.close(fig)  # shown once, as the cell's value
 fig
 
 # %% [markdown]
 # The 9 taps touch only 9 of the 169 pixels inside the RF. A single dilated layer sees far, but
 # sparsely; stacking layers fills the holes, or fails to (the "gridding" artifact of
-# notebook 6).
+# notebook 9).
 #
 # ## Summary
 # - A dilated kernel keeps its $k^2$ weights and spreads them $d$ pixels apart:

@@ -11,6 +11,7 @@ and is re-exported here.
 
 from ..data.palettes import colorize, get_palette, overlay
 from .common import load_sample_image, sample_image_tensor
+from .display import enable_figure_display
 from .kernels import animate_dilated_conv, plot_dilated_kernel
 from .rf_pictures import model_pictures, teaching_pictures
 from .rf_plots import (
@@ -22,10 +23,13 @@ from .rf_plots import (
     plot_rf_growth,
 )
 
+enable_figure_display()  # in Jupyter, a returned Figure displays as a picture (nothing outside IPython)
+
 __all__ = [
     "DEFAULT_GRIDDING",
     "animate_dilated_conv",
     "colorize",
+    "enable_figure_display",
     "get_palette",
     "load_sample_image",
     "model_pictures",

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 8. The decoder and DeepLabV3+: training, mIoU and the atrous experiment
+# # 11. The decoder and DeepLabV3+: training, mIoU and the atrous experiment
 #
 # **What you will learn**
 # - the DeepLabV3+ decoder: stride-4 low-level features, projected, concatenated with the
@@ -32,11 +32,11 @@
 # in CI.
 #
 # **Small-size switch.** With the environment variable `ATROUS_TUTORIAL_SMALL=1` (the tests set it)
-# the training in 8.4 runs 600 steps on 104x104 images (about a minute on 2 CPU cores) and the
-# experiment in 8.6 trains two variants for 400 steps each. Without it, 8.4 trains the `demo`
-# preset (1,600 steps on 112x112 images, under 3 minutes on 2 cores) and 8.6 trains all three
+# the training in 11.4 runs 600 steps on 104x104 images (about a minute on 2 CPU cores) and the
+# experiment in 11.6 trains two variants for 400 steps each. Without it, 11.4 trains the `demo`
+# preset (1,600 steps on 112x112 images, under 3 minutes on 2 cores) and 11.6 trains all three
 # variants for 800 steps each: about 6 minutes in all. The numbers recorded from the full
-# experiment (8.6) do not depend on the switch.
+# experiment (11.6) do not depend on the switch.
 
 # %%
 import json
@@ -45,9 +45,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless in CI; in Jupyter the figures still display inline
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -89,9 +86,9 @@ OUT = Path(tempfile.mkdtemp(prefix="atrous-tutorial08-"))  # checkpoints and tab
 print(f"{'small' if SMALL else 'full'} mode; training output in {OUT}")
 
 # %% [markdown]
-# ## 8.1 The decoder
+# ## 11.1 The decoder
 #
-# DeepLabV3 (notebook 7) predicts at the output stride (OS) and upsamples by 8 or 16 at once:
+# DeepLabV3 (notebook 10) predicts at the output stride (OS) and upsamples by 8 or 16 at once:
 # object boundaries come out blurred. DeepLabV3+ (Chen et al., 2018, Sec. 3.1) adds a small
 # decoder. It takes the backbone's stride-4 features $x_{\text{low}}$, which still know where
 # edges are, and the ASPP output $a$ at stride OS:
@@ -201,7 +198,7 @@ assert paper_params["decoder"] == decoder_params(256, 21) == 168_325
 assert paper_params["decoder"] < 0.005 * sum(paper_params.values())  # under 0.5% of the model
 
 # %% [markdown]
-# ## 8.2 The synthetic dataset: ContextShapes
+# ## 11.2 The synthetic dataset: ContextShapes
 #
 # `atrous.data.ContextShapes` draws up to five squares, circles and triangles per image. All
 # objects of an image are filled with the *same* striped texture, the background with a
@@ -293,7 +290,7 @@ ax.legend()
 fig
 
 # %% [markdown]
-# ## 8.3 mIoU by hand
+# ## 11.3 mIoU by hand
 #
 # Segmentation is scored from a confusion matrix $M$: $M_{tp}$ counts the pixels of true class
 # $t$ predicted as $p$ (pixels labelled 255 are left out). For class $c$,
@@ -348,7 +345,7 @@ assert torch.equal(cm.matrix, confusion_matrix(torch.cat([pred, torch.zeros_like
 assert abs(cm.scores().miou - np.mean(per_image)) > 0.02
 
 # %% [markdown]
-# ## 8.4 Training
+# ## 11.4 Training
 #
 # `atrous.training.train` takes a `TrainConfig` (one field per flag of `python -m atrous train`):
 # SGD with momentum 0.9, the "poly" learning rate $\text{lr}_0 (1 - \text{step}/\text{total})^{0.9}$,
@@ -424,7 +421,7 @@ assert last < first / 2
 assert result.scores.miou > all_background.miou + 0.25 and result.scores.miou > objects_red.miou + 0.1
 
 # %% [markdown]
-# The score that `train` reports is the confusion matrix of 8.3 over the validation set, which
+# The score that `train` reports is the confusion matrix of 11.3 over the validation set, which
 # we can recompute with `evaluate`. Three validation images with the true and predicted classes:
 
 # %%
@@ -435,9 +432,9 @@ fig = plot_predictions(model, data.val, data.classes, data.palette, data.mean, d
 fig
 
 # %% [markdown]
-# ## 8.5 The effective RF before and after training
+# ## 11.5 The effective RF before and after training
 #
-# Notebook 9 measured the effective RF (Luo et al., 2016) of untrained models: the mean gradient
+# Notebook 2 measured the effective RF (Luo et al., 2016) of untrained models: the mean gradient
 # magnitude of the central output with respect to each input pixel,
 #
 # $$\text{ERF}(i, j) \propto
@@ -493,10 +490,10 @@ fig
 # %% [markdown]
 # At initialisation the gradient concentrates near the centre, as Luo et al. found for deep
 # networks. Training spreads it out, as the task asks: to name a pixel's class the network must
-# reach the rim, up to a quarter of the image side away (8.2). Luo et al. also saw the ERF grow
+# reach the rim, up to a quarter of the image side away (11.2). Luo et al. also saw the ERF grow
 # with training.
 #
-# ## 8.6 Atrous against no atrous
+# ## 11.6 Atrous against no atrous
 #
 # Does the wide RF of atrous convolution matter? `atrous.experiment` trains three variants of
 # the small model with the same budget (steps, images, augmentation, seed, learning rate):
@@ -528,7 +525,7 @@ assert [p.shape for p in atrous_net.parameters()] == [p.shape for p in plain_net
 # Both theoretical RFs exceed the 65 pixels the deepest pixels need (8.2). Whether the network
 # *uses* that reach is a question for training. `evaluate_by_size` scores the pixels of small,
 # medium and large objects separately (object classes only) and the pixel accuracy far inside
-# objects, at depth $\ge 12$ px. On the model of 8.4:
+# objects, at depth $\ge 12$ px. On the model of 11.4:
 
 # %%
 overall, by_size, deep_acc = evaluate_by_size(model, data.val, 4)
@@ -540,7 +537,7 @@ assert abs(overall.miou - result.scores.miou) < 1e-3
 # %% [markdown]
 # `run_experiment` trains the variants and writes `experiment.md`, `.json` and `.png`. Here it
 # runs a reduced version (small mode: two variants, 400 steps each; full mode: three variants,
-# 800 steps each) on the validation images of 8.4.
+# 800 steps each) on the validation images of 11.4.
 
 # %%
 if SMALL:
@@ -572,10 +569,10 @@ fig
 # **The recorded full experiment.** The numbers below were *recorded*, not computed by this
 # notebook: `python -m atrous experiment` (the `demo` preset for every variant: 1,600 steps on
 # 112x112 images; the exact configuration is stored in the file) wrote them to
-# `experiment.json`, copied into `tutorials/assets/08_experiment.json`. We load and show them.
+# `experiment.json`, copied into `tutorials/assets/11_experiment.json`. We load and show them.
 
 # %%
-recorded = ROOT / "tutorials" / "assets" / "08_experiment.json"
+recorded = ROOT / "tutorials" / "assets" / "11_experiment.json"
 if recorded.is_file():
     saved = json.loads(recorded.read_text())
     assert {"config", "deep", "rows"} <= set(saved) and len(saved["rows"]) >= 2
@@ -596,12 +593,12 @@ else:
 fig
 
 # %% [markdown]
-# Read the table with 8.2 in mind. The hypothesis of `atrous.experiment` is that without dilation
+# Read the table with 11.2 in mind. The hypothesis of `atrous.experiment` is that without dilation
 # the large objects suffer (their interiors are far from the rim), and at output stride 32 the
 # small ones (a few feature pixels wide). But even without dilation the backbone's theoretical
 # RF (187 px at OS 8) is far wider than the $0.5\,S + 1 = 57$ px the deepest pixels of a 112x112
 # image need: dilation is not required for *reach* here. What differs is the effective RF (the
-# ERF column: the side of the square holding half of each trained model's gradient, as in 8.5)
+# ERF column: the side of the square holding half of each trained model's gradient, as in 11.5)
 # and how easily each network learns the task in 1,600 steps. The recorded numbers, not the
 # hypothesis, say which matters on this dataset at this budget. One seed decides little: the
 # README's table repeats the experiment with seeds 0, 1 and 2 (`--seed S`). The atrous model's
@@ -637,4 +634,4 @@ fig
 # 4. At 112x112 (the demo), which size classes have pixels at depth $\ge 12$ px, the
 #    experiment's "far inside" column? Answer from `SIZE_RANGES` and check on 100 images.
 #
-# Solutions: `tutorials/solutions/08_decoder_and_training.py`.
+# Solutions: `tutorials/solutions/11_decoder_and_training.py`.

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 5 (benchmarking); run it to check them. Nothing here is timed."""
+"""Solutions to the exercises of tutorial 8 (benchmarking); run it to check them. Nothing here is timed."""
 
 import math
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 7. ASPP: atrous spatial pyramid pooling
+# # 10. ASPP: atrous spatial pyramid pooling
 #
 # **What you will learn**
 # - the five branches of ASPP and their rates: $(6, 12, 18)$ at output stride (OS) 16, doubled
@@ -29,16 +29,13 @@
 # in CI.
 #
 # **Small-size switch.** With the environment variable `ATROUS_TUTORIAL_SMALL=1` (the tests set it)
-# the backbone in 7.2 runs on a 65x65 image; without it, 513x513. Everything else uses the
+# the backbone in 10.2 runs on a 65x65 image; without it, 513x513. Everything else uses the
 # feature-map sizes of a 513x513 image (33x33 at OS 16), which are cheap.
 
 # %%
 import os
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless in CI; in Jupyter the figures still display inline
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -55,7 +52,7 @@ SIZE = 65 if SMALL else 513
 print(f"backbone input in 7.2: {SIZE}x{SIZE}")
 
 # %% [markdown]
-# ## 7.1 The branches and their rates
+# ## 10.1 The branches and their rates
 #
 # ASPP (DeepLabV3, Sec. 3.3) runs five branches on the backbone's last feature map $x$, each with
 # 256 filters, BatchNorm and ReLU, and concatenates them:
@@ -97,7 +94,7 @@ for os_, model in models.items():
     assert [rate * os_ for rate in branch_rates(model.aspp)] == [96, 192, 288]
 
 # %% [markdown]
-# ## 7.2 Multi-scale context
+# ## 10.2 Multi-scale context
 #
 # On the feature map, a 3x3 branch with rate $r$ has RF $2r + 1$: 13, 25 and 37 feature pixels
 # at OS 16. The 1x1 branch has RF 1; image pooling sees the whole map. We trace an ASPP (with 16
@@ -120,7 +117,7 @@ assert branches[4].box_clipped(0, 0) == (0, 0, 32, 32)  # even a corner output s
 # Look at the last column. The central output is pixel $(16, 16)$ of the 33x33 map. The rate-18
 # branch reads pixels $16 \pm 18$, that is $-2$ and $34$: outside the map, in the zero padding.
 # Its clipped RF is a single pixel. At the centre, this branch is a 1x1 conv. (We see more of this
-# in 7.4.)
+# in 10.4.)
 
 # %%
 assert [row.size_at(*centre) for row in branches[1:4]] == [(13, 13), (25, 25), (1, 1)]
@@ -131,8 +128,8 @@ assert [row.size_at(*centre) for row in branches[1:4]] == [(13, 13), (25, 25), (
 #
 # $$r_{\text{branch}} = r_b + (2r + 1 - 1)\,\text{OS} = r_b + 2\,r\,\text{OS}.$$
 #
-# We check this on Xception-65 at OS 16 ($r_b = 1915$, notebook 6) followed by an ASPP. With
-# the small switch the feature map is only 5x5 and ASPP warns (7.5); we silence the warning here.
+# We check this on Xception-65 at OS 16 ($r_b = 1915$, notebook 9) followed by an ASPP. With
+# the small switch the feature map is only 5x5 and ASPP warns (10.5); we silence the warning here.
 
 # %%
 class Encoder(nn.Module):
@@ -162,7 +159,7 @@ assert in_pixels == [1915 + 2 * r * 16 for r in (0, 6, 12, 18)] == [1915, 2107, 
 # apart: context at three scales, plus the 1x1 branch (the pixel itself) and image pooling (the
 # whole image, averaged).
 #
-# ## 7.3 Image pooling
+# ## 10.3 Image pooling
 #
 # The image-pooling branch computes, for a feature map $x$ of $H \times W$ pixels,
 #
@@ -213,7 +210,7 @@ assert not torch.equal(bn.running_mean, before)
 aspp = aspp.eval()
 
 # %% [markdown]
-# ## 7.4 ASPP over a photo
+# ## 10.4 ASPP over a photo
 #
 # `viz.plot_aspp_coverage` places the taps of the central output on matplotlib's
 # `grace_hopper.jpg` at 513x513: grey dots are the feature grid, coloured dots the taps of each
@@ -284,7 +281,7 @@ fig
 # This is why ASPP has the image-pooling branch: it supplies the image-wide context that a very
 # large rate would only pretend to give.
 #
-# ## 7.5 When a rate reaches past the map: `AtrousRateWarning`
+# ## 10.5 When a rate reaches past the map: `AtrousRateWarning`
 #
 # When a rate is at least the feature-map size, every off-centre tap of every output reads
 # padding. ASPP warns then, naming the rate and the map. A 129x129 image at OS 16 gives a 9x9
@@ -320,10 +317,10 @@ with warnings.catch_warnings():
 
 # %% [markdown]
 # The warning fires only when the rate reaches the map's size. Rate 18 on a 33x33 map does not
-# trigger it, but its central output is still a 1x1 conv (7.2): check the coverage of the rates
+# trigger it, but its central output is still a 1x1 conv (10.2): check the coverage of the rates
 # you choose for your image size.
 #
-# ## 7.6 Separable or dense branches
+# ## 10.6 Separable or dense branches
 #
 # DeepLabV3 uses dense 3x3 branches. DeepLabV3+ uses atrous separable ones: a 3x3 depthwise conv
 # (one filter per input channel) followed by a 1x1 conv. For $C_{\text{in}}$ input channels,
@@ -387,4 +384,4 @@ assert 3 * sep_w < dense_w  # all three separable branches cost less than one de
 # 3. Write the image-pooling branch in eval mode with `torch.nn.functional` (mean, conv, batch norm,
 #    ReLU) and check it against `ASPPPooling`.
 #
-# Solutions: `tutorials/solutions/07_aspp.py`.
+# Solutions: `tutorials/solutions/10_aspp.py`.

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Benchmarking
+# # 8. Benchmarking
 #
 # **What you will learn**
 # - how to time a kernel so that the number means something: warm-up, repeated runs, the
@@ -40,7 +40,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # headless in CI (MPLBACKEND=Agg); in Jupyter a returned figure shows
+import matplotlib.pyplot as plt  # a Figure that is a cell's value displays as a picture
 import torch
 import torch.nn.functional as F
 
@@ -57,7 +57,7 @@ print(f"{bench.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, 
       f"{torch.get_num_threads()} thread(s)")
 
 # %% [markdown]
-# ## 5.1 Timing a kernel: warm-up, median, noise
+# ## 8.1 Timing a kernel: warm-up, median, noise
 #
 # A single timed call says little. The first call of an op pays one-time costs: page faults on
 # fresh memory, thread-pool start-up, caches and branch predictors that are cold. Later calls
@@ -106,7 +106,7 @@ plt.close(fig)  # shown once: by returning it, not by pyplot's own display
 fig
 
 # %% [markdown]
-# ## 5.2 Arithmetic intensity
+# ## 8.2 Arithmetic intensity
 #
 # A kernel's **arithmetic intensity** is its flops divided by the bytes it must move at least
 # (read each input and weight once, write each output once):
@@ -165,7 +165,7 @@ ratio = harness_intensity("os16-middle-pw728-728") / harness_intensity("os16-mid
 print(f"pointwise / depthwise intensity: {ratio:.0f}")
 assert 55 < ratio < 65
 #
-# ## 5.3 This machine's roofs
+# ## 8.3 This machine's roofs
 #
 # A kernel cannot go faster than the memory can feed it, nor faster than the cores can compute.
 # Two measurements give the roofs:
@@ -211,7 +211,7 @@ P_ours = gemm_flops / (ours.median_ms * 1e-3) / 1e9
 print(f"{GEMM_N}^3 GEMM: torch.mm {P:.1f} GFLOP/s, atrous pointwise_conv2d {P_ours:.1f} GFLOP/s")
 
 # %% [markdown]
-# ## 5.4 The roofline
+# ## 8.4 The roofline
 #
 # The **roofline model** bounds the rate of a kernel of intensity $I$:
 #
@@ -248,7 +248,7 @@ print(f"os16-middle-dw728 moves {dw_bytes / 1e6:.2f} MB at batch 1")
 assert dw_bytes < 32 << 20
 
 # %% [markdown]
-# ## 5.5 Ours against PyTorch, with the harness
+# ## 8.5 Ours against PyTorch, with the harness
 #
 # `bench.Options` holds the flags of `python -m atrous bench` (same names, same defaults);
 # `bench.resolve(options)` then `bench.run(config)` do what the command does and return the report
@@ -320,9 +320,9 @@ for r in report["results"]:
               f"x channels_last {x_ratio.get('channels_last', float('nan')):5.2f}")
 
 # %% [markdown]
-# ## 5.6 The ladder mode
+# ## 8.6 The ladder mode
 #
-# `--ladder OP` times every rung of one op's kernel ladder (notebook 2) on one shape, then
+# `--ladder OP` times every rung of one op's kernel ladder (notebook 3) on one shape, then
 # `auto` and PyTorch, on both layouts and both directions. "x prev" is what each step bought.
 # A rung whose run is estimated above `--rung-budget` seconds is skipped and reported.
 
@@ -373,7 +373,7 @@ assert "bench.json" in written and f"ladder-depthwise_conv2d-{ladder['case']}.js
 #   depthwise convolution in float32, whatever the dilation, against 60 to 140 for DeepLab's
 #   pointwise GEMMs.
 # - The roofline $\min(P, I B)$, with $B$ from a large copy and $P$ from a large GEMM, tells
-#   which resource bounds a kernel: left of the ridge $P/B$ memory, right of it compute. 5.4
+#   which resource bounds a kernel: left of the ridge $P/B$ memory, right of it compute. 8.4
 #   prints where this machine's ridge puts the depthwise and pointwise layers.
 # - `atrous.bench` does all of this on the DeepLabV3+ shapes and checks every result against
 #   PyTorch; `--ladder` shows what each kernel rung bought.
@@ -390,4 +390,4 @@ assert "bench.json" in written and f"ladder-depthwise_conv2d-{ladder['case']}.js
 # 4. From which batch size does the middle-flow depthwise layer (`os16-middle-dw728`) move
 #    more than 32 MiB, so that back-to-back runs can no longer stay in a 32 MiB cache?
 #
-# Solutions: `tutorials/solutions/05_benchmarking.py`.
+# Solutions: `tutorials/solutions/08_benchmarking.py`.

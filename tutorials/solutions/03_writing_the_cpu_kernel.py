@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 2 (writing the CPU kernel); run it to check them.
+"""Solutions to the exercises of tutorial 3 (writing the CPU kernel); run it to check them.
 
 Exercise 2 compiles a C++ kernel with load_inline (about 15 s on 2 cores).
 """

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 6. Xception and output stride
+# # 9. Xception and output stride
 #
 # **What you will learn**
 # - what the output stride (OS) is, and the feature size it gives: $\lceil H / \text{OS} \rceil$;
@@ -35,9 +35,6 @@
 import math
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless in CI; in Jupyter the figures still display inline
 import torch
 
 import atrous.models as M
@@ -50,7 +47,7 @@ SIZE = 65 if SMALL else 513
 print(f"input {SIZE}x{SIZE}")
 
 # %% [markdown]
-# ## 6.1 Output stride
+# ## 9.1 Output stride
 #
 # A classification backbone halves its feature maps five times: the last map has one pixel per
 # $32 \times 32$ input pixels. This ratio is the **output stride**. It is the product of the
@@ -89,7 +86,7 @@ assert shapes[0] == shapes[1] == shapes[2]
 print(f"{sum(p.numel() for p in backbones[16].parameters()):,} parameters at every output stride")
 
 # %% [markdown]
-# ## 6.2 Strides become dilation
+# ## 9.2 Strides become dilation
 #
 # Aligned Xception (DeepLabV3+, Sec. 3.2) has a two-conv stem (the first with stride 2) and 21
 # blocks of three separable convolutions: 3 entry-flow blocks, 16 middle-flow blocks, 2 exit-flow
@@ -153,7 +150,7 @@ assert len(spacings[16]) == 2 + 21 * 3  # the stem's two convs and three per blo
 print("tap spacings (input pixels), last 6 convs:", list(spacings[8].values())[-6:])
 
 # %% [markdown]
-# ## 6.3 The receptive field is kept
+# ## 9.3 The receptive field is kept
 #
 # The RF recursion makes the same point: a conv adds $(k_{\text{eff}} - 1)\,j$ to the RF, with
 # $k_{\text{eff}} - 1 = (k - 1)\,d$. That is $(k - 1)$ times the tap spacing $d\,j$, which we just
@@ -173,7 +170,7 @@ for os_, rep in reports.items():
 
 # %% [markdown]
 # The RF of 1915 pixels is much larger than a 513x513 image: in theory every output sees the whole
-# image, wherever it is. (Notebook 9 shows that the *effective* RF is much smaller.)
+# image, wherever it is. (Notebook 2 shows that the *effective* RF is much smaller.)
 #
 # ResNet-50 gives the same result. With `multi_grid=None` (torchvision's rates) the RF is 427 px at
 # every OS: at OS 8 with jump 8, at OS 16 with jump 16.
@@ -190,10 +187,10 @@ assert {os_: (rf.size, rf.jump) for os_, rf in plain_rf.items()} == {32: (427, 3
                                                                      8: (427, 8)}
 
 # %% [markdown]
-# ## 6.4 Multi-grid
+# ## 9.4 Multi-grid
 #
 # DeepLabV3 (Sec. 3.2) gives the three units of ResNet's last stage (`layer4`) the rates
-# $\text{rate} \times (r_1, r_2, r_3)$, with the stage's rate from 6.2 and the unit rates
+# $\text{rate} \times (r_1, r_2, r_3)$, with the stage's rate from 9.2 and the unit rates
 # $(1, 2, 4)$: $(2, 4, 8)$ at OS 16 and $(4, 8, 16)$ at OS 8. We read them from the convs.
 
 # %%
@@ -218,7 +215,7 @@ assert mg_rf[16].size == 427 + 2 * 16 * (sum(rates[16]) - sum(tv_rates)) == 715
 assert (mg_rf[16].size, mg_rf[16].jump, mg_rf[8].size, mg_rf[8].jump) == (715, 16, 715, 8)
 
 # %% [markdown]
-# ## 6.5 The gridding artifact
+# ## 9.5 The gridding artifact
 #
 # Stack three 3x3 convs with the same rate 2. Each conv reads offsets $\{-2, 0, 2\}$, so one output
 # reads the sums of three such offsets: only even offsets, from $-6$ to $6$. The RF is 13x13 = 169
@@ -272,7 +269,7 @@ assert len(reached_offsets((2, 4, 8))) == 15 < 2 * 14 + 1  # 15 of the 29 offset
 assert reached_offsets((1, 2, 4, 8)) == set(range(-15, 16))  # a rate-1 conv first: no holes
 
 # %% [markdown]
-# ## 6.6 RF growth with depth
+# ## 9.6 RF growth with depth
 #
 # `viz.plot_rf_growth` plots the RF and the jump of every layer on the path to the output. At the
 # three output strides the RF curves lie on top of each other; the jump stops at 8, 16 or 32.
@@ -310,9 +307,9 @@ for rep in reports.values():
 # ## Exercises
 # 1. Build Xception-71 (`M.xception71`) at OS 8. Which blocks are strided, and which rates do the
 #    others get? Check that the tap spacings equal those at OS 32.
-# 2. Predict the RF of ResNet-50 at OS 16 with multi-grid $(1, 2, 1)$ from the formula in 6.4, then
+# 2. Predict the RF of ResNet-50 at OS 16 with multi-grid $(1, 2, 1)$ from the formula in 9.4, then
 #    check it with `receptive_field`.
 # 3. For rates $(1, 2, r)$, what is the largest $r$ with no holes? How many of the RF's pixels does
 #    $(3, 3, 3)$ reach?
 #
-# Solutions: `tutorials/solutions/06_xception_output_stride.py`.
+# Solutions: `tutorials/solutions/09_xception_output_stride.py`.

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 7 (ASPP); run it to check them."""
+"""Solutions to the exercises of tutorial 10 (ASPP); run it to check them."""
 
 import warnings
 

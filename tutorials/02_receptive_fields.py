@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 9. Receptive fields: theoretical, measured and effective
+# # 2. Receptive fields: theoretical, measured and effective
 #
 # **What you will learn**
 # - the theoretical receptive field (RF) of every layer from three numbers: size, jump and start;
@@ -37,9 +37,6 @@ import subprocess
 import sys
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless in CI; in Jupyter the figures still display inline
 import torch
 
 import atrous.models as M
@@ -60,11 +57,11 @@ SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 SIZE = 65 if SMALL else 129
 print(f"input {SIZE}x{SIZE}")
 # The DeepLab models below run on small images, where ASPP's rates reach past the feature map.
-# ASPP warns about it (notebook 7); here it does not matter, so we silence that warning.
+# ASPP warns about it (notebook 10); here it does not matter, so we silence that warning.
 warnings.simplefilter("ignore", M.AtrousRateWarning)
 
 # %% [markdown]
-# ## 9.1 The theory, layer by layer
+# ## 2.1 The theory, layer by layer
 #
 # A window op (conv or pooling) with kernel $k$, stride $s$, padding $p$ and dilation $d$ has the
 # span $k_{\text{eff}} = d(k-1) + 1$. Along one axis, three numbers describe every layer $l$:
@@ -118,7 +115,7 @@ assert list(found.values()) == [(13, 1), (43, 8), (63, 1), (411, 16), (715, 16),
 # input pixel, and no $(r, j, \text{start})$ describes the map. The table marks such rows with `*`;
 # their clipped RF (next section) still exists.
 #
-# ## 9.2 Measured equals theory, clipped to the image
+# ## 2.2 Measured equals theory, clipped to the image
 #
 # The theory is *unclipped*: it describes a network on an endless image. At a border part of the
 # RF lies in the zero padding. The pixels that actually influence an output lie in the
@@ -163,7 +160,7 @@ fig = viz.plot_measured_rf(corner, rep)
 fig
 
 # %% [markdown]
-# ## 9.3 The effective receptive field
+# ## 2.3 The effective receptive field
 #
 # Inside the theoretical RF, pixels do not count equally. Luo et al. (NeurIPS 2016) define the
 # effective RF (ERF) of output $y$ at position $(u, v)$ as the mean gradient magnitude
@@ -243,7 +240,7 @@ fig
 # effective RF outwards too. Training changes all of these maps (Luo et al. saw the ERF grow);
 # these are at initialisation.
 #
-# ## 9.4 The command line
+# ## 2.4 The command line
 #
 # `python -m atrous rf MODEL` prints the table, checks it against the gradient measurement, and
 # draws the pictures of this notebook (`--no-pictures` skips them; `--teaching` adds the general
@@ -281,4 +278,4 @@ assert "agrees" in cli.stdout and "Conv2d  k3 s1 p16 d16" in cli.stdout
 # 3. In MobileNetV3-Large, which is the first layer without a theoretical RF, and which op causes
 #    it?
 #
-# Solutions: `tutorials/solutions/09_receptive_fields.py`.
+# Solutions: `tutorials/solutions/02_receptive_fields.py`.

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Pointwise convolution as a GEMM, and separable convolution
+# # 6. Pointwise convolution as a GEMM, and separable convolution
 #
 # **What you will learn**
 # - why a 1x1 convolution *is* a matrix product, and how atrous runs it on NCHW and
@@ -36,7 +36,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # headless in CI (MPLBACKEND=Agg); in Jupyter a returned figure shows
+import matplotlib.pyplot as plt  # a Figure that is a cell's value displays as a picture
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import atrous
 import atrous.ops as ops
-from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 5)
+from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 8)
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
@@ -53,7 +53,7 @@ CSRC = Path(atrous.__file__).resolve().parent.parent / "csrc"
 assert (CSRC / "cpu" / "gemm.cpp").exists(), f"expected the C++ sources under {CSRC}"
 
 # %% [markdown]
-# ## 4.1 A 1x1 convolution is a matrix product
+# ## 6.1 A 1x1 convolution is a matrix product
 #
 # With a 1x1 kernel every output pixel mixes the $C$ channels of the same input pixel:
 #
@@ -94,7 +94,7 @@ assert y_cl.is_contiguous(memory_format=torch.channels_last)  # written in the i
 torch.testing.assert_close(y_cl, reference)
 
 # %% [markdown]
-# ## 4.2 Separable against dense: parameters and FLOPs
+# ## 6.2 Separable against dense: parameters and FLOPs
 #
 # A dense $k \times k$ convolution from $C$ to $C_{\text{out}}$ channels on an
 # $H_o \times W_o$ output has $k^2 C C_{\text{out}}$ weights and does
@@ -173,14 +173,14 @@ fig
 # %% [markdown]
 # For wide layers the pointwise GEMM is almost all of the work: at $728 \to 728$ it is
 # $C_{\text{out}} / (k^2 + C_{\text{out}}) \approx 99\%$ of the separable flops. The depthwise
-# stage is cheap in flops but, as notebook 5 shows, limited by memory bandwidth.
+# stage is cheap in flops but, as notebook 8 shows, limited by memory bandwidth.
 
 # %%
 dw_flops, pw_flops = 2 * 9 * 728 * 33 * 33, 2 * 728 * 728 * 33 * 33
 assert Fraction(pw_flops, dw_flops + pw_flops) == Fraction(728, 9 + 728) > Fraction(98, 100)
 
 # %% [markdown]
-# ## 4.3 Blocking: how the GEMM is fast
+# ## 6.3 Blocking: how the GEMM is fast
 #
 # The triple loop `for i, j, k: C[i, j] += A[i, k] * B[k, j]` does 2 flops per two loads: it is
 # limited by the caches, not by the FMA units. A fast GEMM (Goto's algorithm, as in BLIS) reuses
@@ -328,7 +328,7 @@ for name, ms in pw_times.items():
     print(f"{name:22s} {ms:9.2f} ms {flops / (ms * 1e-3) / 1e9:8.1f} GFLOP/s")
 
 # %% [markdown]
-# ## 4.4 Separable convolution = depthwise, then pointwise
+# ## 6.4 Separable convolution = depthwise, then pointwise
 #
 # `atrous.ops.separable_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding,
 # dilation, activation)` computes
@@ -350,7 +350,7 @@ for (ci, co, size, s, p, d, act) in [(8, 5, 9, 1, 2, 2, "relu"), (16, 12, 17, 2,
     torch.testing.assert_close(two_ops, want)
 
 # %% [markdown]
-# ## 4.5 Fusion: the intermediate never leaves the cache
+# ## 6.5 Fusion: the intermediate never leaves the cache
 #
 # Unfused, the depthwise output ($N \times C \times H_o \times W_o$) is written to memory and
 # read back by the GEMM. The fused operator takes a tile of output pixels, computes their
@@ -462,4 +462,4 @@ torch.testing.assert_close(grad, grad_ref)
 # 4. Extend `blocked_gemm` to compute $C \mathrel{+}= AB$ on a given $C$ (as `gemm(...,
 #    accumulate=true)` does for the bias) and check it.
 #
-# Solutions: `tutorials/solutions/04_pointwise_gemm_and_separable.py`.
+# Solutions: `tutorials/solutions/06_pointwise_gemm_and_separable.py`.

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 4 (pointwise GEMM, separable convolution); run it to check them."""
+"""Solutions to the exercises of tutorial 6 (pointwise GEMM, separable convolution); run it to check them."""
 
 import numpy as np
 import torch

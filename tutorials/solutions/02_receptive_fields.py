@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 9 (receptive fields); run it to check them."""
+"""Solutions to the exercises of tutorial 2 (receptive fields); run it to check them."""
 
 import warnings
 

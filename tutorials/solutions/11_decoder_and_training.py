@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 8 (decoder and training); run it to check them."""
+"""Solutions to the exercises of tutorial 11 (decoder and training); run it to check them."""
 
 import math
 

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Writing the CPU kernel
+# # 3. Writing the CPU kernel
 #
 # **What you will learn**
 # - how atrous's depthwise kernel grows from the definition to a fast kernel, one rung at a
@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # headless in CI (MPLBACKEND=Agg); in Jupyter a returned figure shows
+import matplotlib.pyplot as plt  # a Figure that is a cell's value displays as a picture
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 
 import atrous
 import atrous.ops as ops
-from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 5)
+from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 8)
 
 from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
@@ -56,7 +56,7 @@ CSRC = ROOT / "csrc"
 assert (CSRC / "cpu" / "depthwise_v0_naive.cpp").exists(), f"expected the C++ sources under {CSRC}"
 
 # %% [markdown]
-# ## 2.1 The contract every rung keeps
+# ## 3.1 The contract every rung keeps
 #
 # A depthwise convolution with depth multiplier $m$ maps input channel $c$ to the $m$ output
 # channels $o$ with $\lfloor o/m \rfloor = c$, each through its own $k_h \times k_w$ kernel:
@@ -90,7 +90,7 @@ expected = F.conv2d(x, w, None, S, P, D, groups=C)
 timings = {"PyTorch F.conv2d": median_ms(lambda: F.conv2d(x, w, None, S, P, D, groups=C), REPEATS)}
 
 # %% [markdown]
-# ## 2.2 Rung 0, `naive`: the definition
+# ## 3.2 Rung 0, `naive`: the definition
 #
 # One output at a time, the sum over the taps, and a bounds check per tap for the padding. It is
 # obviously correct, which is its job: every other rung is checked against it.
@@ -109,7 +109,7 @@ print(f"naive: {timings['naive']:.2f} ms (PyTorch {timings['PyTorch F.conv2d']:.
 # Its costs: a branch per tap per output; index arithmetic recomputed for every tap; one
 # thread; and the inner loop runs over taps (9 iterations), too short to vectorise.
 #
-# ## 2.3 Rung 1, `rows`: tap intervals instead of bounds checks
+# ## 3.3 Rung 1, `rows`: tap intervals instead of bounds checks
 #
 # Tap $j$ of output column $o$ reads input column $o s - p + j d$. It is inside the image when
 # $0 \le o s - p + j d < W$, which is linear in $o$, so the valid outputs form one interval:
@@ -200,7 +200,7 @@ print(f"rows: {timings['rows']:.2f} ms")
 # `rows` also runs the planes in parallel (`at::parallel_for`). Its remaining cost is memory
 # traffic: each output row is read and written once per tap, $k^2$ times in all.
 #
-# ## 2.4 Rung 2, `stencil`: one flat array, every tap a constant shift
+# ## 3.4 Rung 2, `stencil`: one flat array, every tap a constant shift
 #
 # Copy the plane once into a zero-padded buffer whose rows have a fixed pitch
 # $P_w = W + 2p$ (left and right padding). Index outputs by the flat position $q = o_h P_w + o_w$.
@@ -278,7 +278,7 @@ timings["stencil"] = median_ms(lambda: ops.depthwise_conv2d(x, w, None, S, P, D,
 print(f"stencil: {timings['stencil']:.2f} ms")
 
 # %% [markdown]
-# ## 2.5 Rung 3, `nhwc`: vectorise across channels
+# ## 3.5 Rung 3, `nhwc`: vectorise across channels
 #
 # In channels_last memory the $C$ values of a pixel are contiguous: element $(n, c, h, w)$ sits
 # at $((n H + h) W + w) C + c$. A depthwise tap multiplies each channel by its own weight, so a
@@ -308,10 +308,10 @@ torch.testing.assert_close(ops.depthwise_conv2d(x, w, None, S, P, D), expected, 
 torch.testing.assert_close(ops.depthwise_conv2d(x_cl, w, None, S, P, D), expected, rtol=1e-5, atol=1e-5)
 
 # %% [markdown]
-# ## 2.6 What each step bought
+# ## 3.6 What each step bought
 #
 # Median times on this machine (threads: `torch.get_num_threads()`). They vary with the
-# machine, the load and the shape, so nothing here asserts them; notebook 5 and
+# machine, the load and the shape, so nothing here asserts them; notebook 8 and
 # `python -m atrous bench --ladder depthwise_conv2d` measure them with more care.
 
 # %%
@@ -337,7 +337,7 @@ for name, ms in timings.items():
 plot_times(timings, f"depthwise {N}x{C}x{H}x{W}, 3x3 d={D}, float32")
 
 # %% [markdown]
-# ## 2.7 Building the extension
+# ## 3.7 Building the extension
 #
 # `setup.py` compiles every file of `csrc/`, `csrc/common/` and `csrc/cpu/` into one module,
 # `atrous._C`, with `torch.utils.cpp_extension.CppExtension` (plus the CUDA sources when a
@@ -359,7 +359,7 @@ _ = show("cpu/depthwise_conv2d.cpp", r"Rung choose\(")
 # schemas) and `TORCH_LIBRARY_IMPL(atrous, CPU, m)` (each kernel file), so Python calls them as
 # `torch.ops.atrous.depthwise_conv2d`.
 #
-# ## 2.8 Your own kernel, compiled from the notebook
+# ## 3.8 Your own kernel, compiled from the notebook
 #
 # `torch.utils.cpp_extension.load_inline` writes a C++ string to a file, compiles it with
 # ninja and loads it, all from Python. Below is the naive forward in a few lines, registered as
@@ -461,7 +461,7 @@ timings["yours (load_inline, -O2)"] = median_ms(lambda: my_depthwise(x, w, S, P,
 print(f"yours: {timings['yours (load_inline, -O2)']:.2f} ms, naive rung: {timings['naive']:.2f} ms")
 
 # %% [markdown]
-# ## 2.9 Property tests with hypothesis
+# ## 3.9 Property tests with hypothesis
 #
 # A handful of hand-picked cases misses the corners: a kernel wider than the image, a stride
 # that skips the last column, one channel. A *property test* states what must hold for every
@@ -549,7 +549,7 @@ depthwise_matches_pytorch()
 print(f"{EXAMPLES} examples passed in {time.perf_counter() - started:.1f} s")
 
 # %% [markdown]
-# ## 2.10 Gradients: `gradcheck` and double backward
+# ## 3.10 Gradients: `gradcheck` and double backward
 #
 # Each rung also has backward kernels: `backward_input` (the adjoint of the forward: every
 # output scatters its gradient back to the inputs it read) and `backward_weight` (for each tap,
@@ -606,9 +606,9 @@ assert hasattr(torch.ops.atrous, "depthwise_conv2d_backward_input")  # the backw
 # 2. Write the `rows` idea into your kernel: replace the per-tap bounds check with the row and
 #    column tap intervals, compile it with `load_inline` under a new namespace, and check it with
 #    the property test.
-# 3. The flat form of 2.4 computes $P_w = W + 2p$ columns per output row and keeps
+# 3. The flat form of 3.4 computes $P_w = W + 2p$ columns per output row and keeps
 #    $W_{\text{out}}$. What fraction of its outputs is thrown away at ASPP rates 6, 12 and 18 on a
 #    33x33 map? Which rungs do none of that work, and how?
 # 4. Run `gradcheck` on `atrous.ops.depthwise_conv2d` in float32. What happens, and why?
 #
-# Solutions: `tutorials/solutions/02_writing_the_cpu_kernel.py`.
+# Solutions: `tutorials/solutions/03_writing_the_cpu_kernel.py`.

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of tutorial 6 (Xception and output stride); run it to check them."""
+"""Solutions to the exercises of tutorial 9 (Xception and output stride); run it to check them."""
 
 import torch
 
