@@ -102,6 +102,7 @@ def test_notebook_runs_and_shows_its_figures(source, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # as Jupyter: ipykernel chooses the inline backend
     monkeypatch.setenv("ATROUS_TUTORIAL_SMALL", "1")
     monkeypatch.setenv("ATROUS_CUDA_STANDIN", "1")  # notebook 5 compiles as on a machine without CUDA
+    monkeypatch.setenv("ATROUS_STATIC_FIGURES", "1")  # headless: interactive cells draw the static picture
     monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     notebook = jupytext.read(source)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
