@@ -22,7 +22,8 @@
 #   $k_{\text{eff}} = k + (k-1)(d-1)$ and the output size
 #   $H_{\text{out}} = \lfloor (H + 2p - k_{\text{eff}}) / s \rfloor + 1$;
 # - a convolution written as plain loops, checked against PyTorch's `F.conv2d`;
-# - the receptive field of one layer, computed and measured.
+# - the receptive field of one layer, computed and measured, and of a stack of layers: the
+#   *jump* and the receptive-field recursion that notebooks 2 and 9 build on.
 #
 # Every claim below is checked by an `assert`, so if a claim stops being true the notebook fails
 # in CI.
@@ -33,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from atrous import reference, viz
-from atrous.receptive_field import measure_receptive_field, receptive_field
+from atrous.receptive_field import compose, measure_receptive_field, receptive_field
+from atrous.viz import interactive
 
 torch.manual_seed(0)
 
@@ -47,6 +49,24 @@ torch.manual_seed(0)
 # %%
 fig = viz.plot_dilated_kernel(kernel_size=3, rates=(1, 2, 3), input_size=9)
 fig
+
+# %% [markdown]
+# The same kernel sliding over a 5x5 input with rate 2 and 'same' padding $p = 2$: one frame per
+# output position (in the style of Dumoulin and Visin's conv_arithmetic). Taps that fall in the
+# padding are grey: they read zeros.
+
+# %%
+anim = viz.animate_dilated_conv(rate=2, kernel_size=3, input_size=5)
+assert anim.animation is not None  # displayed as an HTML/JS player by atrous.viz.display
+anim
+
+# %% [markdown]
+# Your turn: the sliders set the kernel size, rate, stride and input size, and show the taps of
+# output $(0, 0)$ with 'same' padding. (Without ipywidgets, or run headless, the cell draws the
+# picture for its default arguments.)
+
+# %%
+interactive.interactive_dilated_grid(kernel_size=3, rate=2, stride=1, input_size=9)
 
 # %% [markdown]
 # The extent covered by the taps is $k_{\text{eff}} = k + (k-1)(d-1)$: the $k$ taps plus the
@@ -177,6 +197,41 @@ fig
 # sparsely; stacking layers fills the holes, or fails to (the "gridding" artifact of
 # notebook 9).
 #
+# ## 1.6 Stacking layers: the jump and the receptive-field recursion
+#
+# After a stride-$s$ layer, neighbouring outputs sit $s$ input pixels apart. This spacing, counted
+# in input pixels, is the **jump** $j$: $j_0 = 1$ and $j_l = j_{l-1} s_l$. A later layer's taps are
+# $d$ of *its* input pixels apart, so $d\,j$ pixels of the image apart, and its $k_{\text{eff}}$
+# span adds $(k_{\text{eff}} - 1)$ jumps to the receptive field:
+#
+# $$r_l = r_{l-1} + (k_{\text{eff},l} - 1)\, j_{l-1}, \qquad j_l = j_{l-1}\, s_l, \qquad r_0 = 1.$$
+#
+# Two 3x3 layers, the first with stride 2, the second with rate 2: $r_1 = 1 + 2 \cdot 1 = 3$,
+# $j_1 = 2$; $k_{\text{eff},2} = 5$, so $r_2 = 3 + 4 \cdot 2 = 11$. We check the recursion
+# against the gradient measurement, then against `atrous.receptive_field.compose`, which
+# implements it (with the RF's centre, the third number, in notebook 2).
+
+# %%
+def rf_recursion(layers):
+    """(r, j) after each (k, s, d) layer."""
+    r, j, out = 1, 1, []
+    for k, s, d in layers:
+        r, j = r + (k_eff(k, d) - 1) * j, j * s
+        out.append((r, j))
+    return out
+
+
+layers = [(3, 2, 1), (3, 1, 2)]
+assert rf_recursion(layers) == [(3, 2), (11, 2)]
+stack = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, stride=2, padding=1),
+                            torch.nn.Conv2d(1, 1, 3, padding=2, dilation=2))
+box = measure_receptive_field(stack, (33, 33)).box  # the central output of the 17x17 map
+assert (box[2] - box[0] + 1, box[3] - box[1] + 1) == (11, 11)
+assert [(a.size, a.jump) for a in compose([(3, 2, 1, 1), (3, 1, 2, 2)])] == rf_recursion(layers)
+# Dilation and stride both widen the RF, but only stride coarsens the output: the same RF of 11 at
+# full resolution takes rates 1 and 4 (r = 1 + 2 + 8), and the jump stays 1.
+assert rf_recursion([(3, 1, 1), (3, 1, 4)]) == [(3, 1), (11, 1)]
+#
 # ## Summary
 # - A dilated kernel keeps its $k^2$ weights and spreads them $d$ pixels apart:
 #   $k_{\text{eff}} = k + (k-1)(d-1)$.
@@ -184,12 +239,19 @@ fig
 #   $s=1$ the size is kept.
 # - The loop definition equals `F.conv2d`; `atrous.reference` is the same thing, a loop over taps.
 # - One layer's receptive field is $k_{\text{eff}}$ wide, but it reads only $k^2$ pixels of it.
+# - Through a stack: $r_l = r_{l-1} + (k_{\text{eff},l} - 1) j_{l-1}$ and $j_l = j_{l-1} s_l$;
+#   dilation widens the RF without coarsening the output, stride does both.
 #
 # ## Exercises
-# 1. For which dilation does a 3x3 kernel's extent first exceed a 33x33 feature map? What do the
-#    off-centre taps read then?
+# 1. For which dilation does a 3x3 kernel's extent first exceed a 33x33 feature map? With 'same'
+#    padding $p = d$, which outputs then read only padding through their off-centre taps, and
+#    from which dilation on do all of them?
 # 2. Extend `atrous_conv_loops` to asymmetric stride, padding and dilation (pairs), and check it
 #    against `F.conv2d`.
-# 3. Compute $H_{\text{out}}$ for $H=8$, $k=2$, $s=3$, $p=1$, $d=3$ by hand, then check.
+# 3. **Predict, then run.** Compute $H_{\text{out}}$ for $H=8$, $k=2$, $s=3$, $p=1$, $d=3$ by
+#    hand, then check.
+# 4. **Design.** You need an RF of at least 31 pixels at full resolution (jump 1) with as few 3x3
+#    layers as possible, and no holes. Choose the rates, and check the RF with `rf_recursion`
+#    (the holes: notebook 9).
 #
 # Solutions: `tutorials/solutions/01_atrous_by_hand.py`.

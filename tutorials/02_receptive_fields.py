@@ -163,20 +163,41 @@ fig
 # ## 2.3 The effective receptive field
 #
 # Inside the theoretical RF, pixels do not count equally. Luo et al. (NeurIPS 2016) define the
-# effective RF (ERF) of output $y$ at position $(u, v)$ as the mean gradient magnitude
+# effective RF (ERF) of the output at position $(u, v)$ as the mean gradient magnitude of what the
+# output is trained on,
 #
 # $$\text{ERF}(i, j) \propto
-#   \mathbb{E}_x \sum_c \Big|\frac{\partial \sum_k y_{k,u,v}}{\partial x_{c,i,j}}\Big| ,$$
+#   \mathbb{E}_x \sum_c \Big|\frac{\partial \log \operatorname{softmax}(y_{\cdot,u,v})_{\hat k}}
+#   {\partial x_{c,i,j}}\Big| ,\qquad \hat k = \arg\max_k y_{k,u,v},$$
 #
-# over random inputs $x$, normalised to sum 1. A pixel near the centre reaches the output through
-# many paths, a pixel at the border through few. For a stack of $n$ 3x3 convs the number of paths
-# from each pixel is the $n$-fold convolution of a 3x3 box, which tends to a Gaussian of width
+# over random inputs $x$, normalised to sum 1: the gradient of the centre pixel's loss, the
+# log-probability of its predicted class. Why not simply the sum of the class scores
+# $\sum_k y_{k,u,v}$? Because the softmax is blind to a shift common to all scores:
+# $\operatorname{softmax}(y + c\mathbf{1}) = \operatorname{softmax}(y)$, so the loss's gradient with
+# respect to the scores, $e_{\hat k} - \operatorname{softmax}(y)$, always sums to zero, while the
+# gradient of $\sum_k y_k$ is exactly $\mathbf{1}$: the one direction training never sees. The sum
+# would measure how the input moves something no loss depends on.
+#
+# A pixel near the centre reaches the output through many paths, a pixel at the border through
+# few. For a stack of $n$ 3x3 convs the number of paths from each pixel is the $n$-fold
+# convolution of a 3x3 box, which tends to a Gaussian of width
 # $\propto \sqrt n$ (central limit theorem), while the RF grows as $2n + 1$. So the ERF fills a
 # shrinking share of the RF as the network deepens.
 #
 # `effective_receptive_field` computes it (eval mode, the model's own weights). `side_for_mass(f)`
-# is the side of the smallest centred square that holds the share $f$ of the map's mass. Untrained
-# plain stacks of 16 channels, depth 4 to 32:
+# is the side of the smallest centred square that holds the share $f$ of the map's mass.
+
+# %%
+scores = torch.randn(5, 21, requires_grad=True)  # 5 pixels' scores for 21 classes
+log_p = torch.log_softmax(scores, dim=1).gather(1, scores.argmax(1, keepdim=True)).sum()
+(g_loss,) = torch.autograd.grad(log_p, scores)
+torch.testing.assert_close(g_loss.sum(dim=1), torch.zeros(5), atol=1e-6, rtol=0)  # orthogonal to 1
+torch.testing.assert_close(torch.log_softmax(scores + 7.0, dim=1), torch.log_softmax(scores, dim=1))
+(g_sum,) = torch.autograd.grad(scores.sum(), scores)
+assert torch.equal(g_sum, torch.ones(5, 21))  # the sum of scores: all of it along the ignored direction
+
+# %% [markdown]
+# Untrained plain stacks of 16 channels, depth 4 to 32:
 
 # %%
 sides = {}
@@ -190,13 +211,15 @@ assert all(a > b for a, b in zip(shares, shares[1:]))  # the ERF fills less and 
 assert sides[32] / sides[4] < 4 < (2 * 32 + 1) / (2 * 4 + 1)  # 8 times deeper: ERF < 4x, RF 7.2x wider
 
 # %% [markdown]
-# Now three models side by side: a 16-layer plain stack (RF 33), the atrous stack (RF 63), and an
-# untrained DeepLabV3+ with Xception-65 at OS 16 (RF far beyond the image, so its clipped RF is
-# the whole image). `mass_in_squares` gives the share of the gradient inside centred squares.
+# Now three models side by side. To see what dilation does, and not depth, the plain and the
+# atrous stacks have the **same depth**, five 3x3 convs of 16 channels: rates 1 everywhere
+# (RF 11) against rates 1, 2, 4, 8, 16 (RF 63). The third is an untrained DeepLabV3+ with
+# Xception-65 at OS 16 (RF far beyond the image, so its clipped RF is the whole image).
+# `mass_in_squares` gives the share of the gradient inside centred squares.
 
 # %%
 torch.manual_seed(0)
-erf_models = {"plain, depth 16": plain_stack(16, channels=16),
+erf_models = {"plain, depth 5": plain_stack(5, channels=16),
               "atrous 1, 2, 4, 8, 16": atrous_stack(channels=16),
               "DeepLabV3+ Xception-65": deeplab}
 erfs = {name: effective_receptive_field(model, input_size=SIZE, samples=8)
@@ -216,12 +239,14 @@ for name, erf in erfs.items():
     values = list(masses.values())
     assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))  # grows with the square
     assert abs(values[-1] - 1) < 1e-9 and abs(erf.heatmap.sum() - 1) < 1e-9
-    if "atrous" in name:
-        assert half_mass[name] < 0.5  # spread out: most of the gradient lies in the outer part
-    else:
-        assert half_mass[name] > 0.75  # concentrated: the ERF is much smaller than the RF
-        assert erf.side_for_mass(0.5) < 0.4 * rf_side
+assert half_mass["atrous 1, 2, 4, 8, 16"] < 0.5  # spread out: most of the gradient in the outer part
+assert half_mass["DeepLabV3+ Xception-65"] > 0.75  # concentrated: the ERF is much smaller than the RF
+assert erfs["DeepLabV3+ Xception-65"].side_for_mass(0.5) < 0.4 * SIZE
 assert erfs["DeepLabV3+ Xception-65"].clipped_box == (0, 0, SIZE - 1, SIZE - 1)
+# Same depth, same weights count: dilation alone spreads the gradient far wider and flatter.
+plain5, atrous5 = erfs["plain, depth 5"], erfs["atrous 1, 2, 4, 8, 16"]
+assert half_mass["atrous 1, 2, 4, 8, 16"] < half_mass["plain, depth 5"]
+assert atrous5.side_for_mass(0.5) >= 5 * plain5.side_for_mass(0.5)
 
 # %% [markdown]
 # `viz.plot_erf` draws the maps with the theoretical RF (solid), the clipped RF (dashed) and the
@@ -232,13 +257,13 @@ fig = viz.plot_erf(erfs)
 fig
 
 # %% [markdown]
-# The plain stack and DeepLab behave as Luo et al. found: most of the gradient comes from a small
-# central region, although the RF is much larger (for DeepLab, larger than the image). The
-# atrous stack is different. Its last conv (rate 16) reaches 8 of its 9 taps 16 pixels away
-# directly, with one path each, and so on for every rate: the gradient is spread over a sparse
-# pattern that covers the RF. Dilation does not only enlarge the theoretical RF; it moves the
-# effective RF outwards too. Training changes all of these maps (Luo et al. saw the ERF grow);
-# these are at initialisation.
+# DeepLab behaves as Luo et al. found: most of the gradient comes from a small central region,
+# although the RF is much larger than the image. At equal depth the atrous stack's ERF is several
+# times wider than the plain stack's, and flatter. Its last conv (rate 16) reaches 8 of its 9
+# taps 16 pixels away directly, with one path each, and so on for every rate: the gradient is
+# spread over a sparse pattern that covers the RF. Dilation does not only enlarge the theoretical
+# RF; it moves the effective RF outwards too. Training changes all of these maps (Luo et al. saw
+# the ERF grow); these are at initialisation.
 #
 # ## 2.4 The command line
 #
@@ -264,8 +289,10 @@ assert "agrees" in cli.stdout and "Conv2d  k3 s1 p16 d16" in cli.stdout
 #   makes every output see the whole image, so there is no single RF.
 # - The theory clipped to the image equals the bounding box of the gradient-measured support, at
 #   the centre and at the corners, also through ASPP, decoder and upsampling.
-# - The effective RF is much smaller than the theoretical one in plain stacks (it grows as
-#   $\sqrt n$) and in an untrained DeepLabV3+. In an atrous stack it is spread over the RF.
+# - The effective RF, the gradient of the centre pixel's loss (not of the sum of its scores, a
+#   direction the softmax ignores), is much smaller than the theoretical one in plain stacks (it
+#   grows as $\sqrt n$) and in an untrained DeepLabV3+. At equal depth an atrous stack spreads it
+#   over its RF, several times wider than a plain stack's.
 # - `python -m atrous rf MODEL` gives the table, the check and the pictures for any model.
 #
 # ## Exercises

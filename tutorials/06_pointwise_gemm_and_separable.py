@@ -214,9 +214,20 @@ vector_bytes = re.search(r"kLanes<T(?:, (\d+))?>", micro_kernel).group(1) or re.
 LANES = int(vector_bytes) // 4
 NR = NV * LANES
 print(f"M_R = {MR}, N_R = {NV} vectors = {NR} floats, K_C = {KC}, M_C = {MC}, N_C = {NC}")
-# The tile's sums, the N_R/16 vectors of B and the broadcast A value fit in the 32 vector
-# registers of AVX-512 (x86-64) or NEON (ARM64): nothing spills in the k loop.
-assert MR * NV + NV + 1 <= 32
+# The tile's sums are M_R x N_V vectors of `vector_bytes` bytes (a GCC vector type), plus N_V vectors
+# of B and one broadcast A value in the k loop. Whether they fit depends on the hardware registers:
+REGISTERS = {"AVX-512 (32 zmm of 64 B)": (64, 32), "AVX2 (16 ymm of 32 B)": (32, 16),
+             "NEON (32 q of 16 B)": (16, 32)}
+vectors = MR * NV + NV + 1
+fits = {}
+for isa, (reg_bytes, count) in REGISTERS.items():
+    needed = vectors * max(1, int(vector_bytes) // reg_bytes)  # a 64-byte vector takes 2 ymm or 4 q registers
+    fits[isa] = needed <= count
+    print(f"{isa}: the k loop needs {needed} registers of {count}: {'fits' if fits[isa] else 'spills'}")
+print(f"register tile: {MR * NV} vectors of {vector_bytes} B = {MR * NV * int(vector_bytes) // 16} NEON "
+      f"or {MR * NV * int(vector_bytes) // 32} ymm registers for the sums alone")
+assert list(fits.values()) == [True, False, False]  # only AVX-512 holds it; AVX2 and NEON spill
+assert MR * NV * int(vector_bytes) // 16 == 64 and MR * NV * int(vector_bytes) // 32 == 32  # 64 q, 32 ymm
 
 # %% [markdown]
 # What that buys, counted per step of the $k$ loop, and the footprint of each block (float32):

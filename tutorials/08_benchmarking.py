@@ -164,15 +164,23 @@ for name in ("os16-middle-dw728", "os16-aspp-dw2048-r12", "os16-middle-pw728-728
 ratio = harness_intensity("os16-middle-pw728-728") / harness_intensity("os16-middle-dw728")
 print(f"pointwise / depthwise intensity: {ratio:.0f}")
 assert 55 < ratio < 65
-#
+
+# %% [markdown]
 # ## 8.3 This machine's roofs
 #
 # A kernel cannot go faster than the memory can feed it, nor faster than the cores can compute.
 # Two measurements give the roofs:
 #
-# - **Bandwidth** $B$: the rate of a large copy, `dst.copy_(src)`, counted as
-#   $2 \times$ bytes (read and write). The buffer must be much larger than the last-level cache,
-#   or the copy measures the cache.
+# - **Bandwidth** $B$: the rate of a large copy, `dst.copy_(src)`. The buffer must be much larger
+#   than the last-level cache, or the copy measures the cache. The harness counts
+#   $2 \times$ bytes (read `src`, write `dst`), but that is not what the memory bus carries. With
+#   ordinary stores a core cannot write part of a cache line it does not hold: each line of `dst`
+#   is first *read* into the cache (write-allocate), then written back. A copy without
+#   non-temporal (streaming) stores therefore moves $3 \times$ bytes: read, allocate, write back.
+#   Counting 2 underestimates the bus rate by a third. That is how a kernel, whose rate is its
+#   *minimal* bytes over its time, can appear to beat the copy ("107% of copy"): it is compared
+#   with a figure a third below what the bus did. We print both; the roofline below keeps the
+#   harness's 2x count, so that kernels and copy are counted alike.
 # - **Compute** $P$: the GFLOP/s of a large float32 matrix product, $2n^3$ flops. We take
 #   PyTorch's `torch.mm` (its BLAS) as the achievable peak, and time our own GEMM on the same
 #   problem: a 1x1 convolution with $C = C_{\text{out}} = n$ on a plane of $n$ pixels is exactly
@@ -194,15 +202,17 @@ def l3_bytes() -> int | None:
 llc = l3_bytes()
 print(f"last-level cache: {llc / 2**20:.0f} MiB" if llc else "last-level cache: unknown")
 copy = bench.copy_bandwidth(cpu, timer, COPY_BYTES)
-B = copy["GBps"]
-assert copy["bytes_moved"] == 2 * COPY_BYTES  # read src + write dst
-print(f"copy of {COPY_BYTES >> 20} MiB: {copy['median_ms']:.2f} ms -> B = {B:.1f} GB/s")
+B = copy["GBps"]  # the harness's count: 2 x bytes
+bus_bytes = 3 * COPY_BYTES  # read src, read dst's lines (write-allocate), write them back
+B_bus = bus_bytes / (copy["median_ms"] * 1e-3) / 1e9
+assert math.isclose(B_bus, 1.5 * B, rel_tol=1e-9)
+print(f"copy of {COPY_BYTES >> 20} MiB: {copy['median_ms']:.2f} ms -> B = {B:.1f} GB/s counting 2x bytes; "
+      f"the bus moved 3x bytes with write-allocate: {B_bus:.1f} GB/s")
 
 a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
 plan = bench.TimingPlan(warmup=1, repeats=REPEATS, budget_s=4 * BUDGET_S)
 mm, _ = bench.measure(lambda: torch.mm(a, b), timer, plan)
 xg = torch.randn(1, GEMM_N, GEMM_N // 32, 32)  # a plane of GEMM_N pixels
-assert xg.shape[2] * xg.shape[3] == GEMM_N
 wg = torch.randn(GEMM_N, GEMM_N, 1, 1)
 ours, _ = bench.measure(lambda: ops.pointwise_conv2d(xg, wg), timer, plan)
 gemm_flops = 2 * GEMM_N**3

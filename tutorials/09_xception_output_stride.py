@@ -40,6 +40,8 @@ import torch
 import atrous.models as M
 from atrous import viz
 from atrous.receptive_field import conv_stack, measure_receptive_field, receptive_field
+from atrous.receptive_field.arithmetic import hdc_max_distance, reachable_offsets
+from atrous.viz import interactive
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
@@ -222,18 +224,15 @@ assert (mg_rf[16].size, mg_rf[16].jump, mg_rf[8].size, mg_rf[8].jump) == (715, 1
 # pixels, but only $7 \times 7 = 49$ of them reach the output. Odd rows and columns are never
 # seen: a grid of holes, the **gridding artifact** (Wang et al., 2018).
 #
-# Rates without a common factor fill the holes. Hybrid rates $(1, 2, 3)$ reach every offset from
-# $-6$ to $6$; multi-grid $(1, 2, 4)$ reaches every offset from $-7$ to $7$. In one dimension the
-# reached offsets are all sums $\sum_l t_l r_l$ with $t_l \in \{-1, 0, 1\}$; in two dimensions
-# their square. We count them, then measure them from gradients on real stacks.
+# Hybrid rates $(1, 2, 3)$ reach every offset from $-6$ to $6$; multi-grid $(1, 2, 4)$ reaches
+# every offset from $-7$ to $7$. In one dimension the reached offsets are all sums
+# $\sum_l t_l r_l$ with $t_l \in \{-1, 0, 1\}$ (`reachable_offsets`); in two dimensions their
+# square. We count them, then measure them from gradients on real stacks.
 
 # %%
 def reached_offsets(rates):
     """1-D offsets that reach one output of stacked 3x3 convs with these rates."""
-    offsets = {0}
-    for r in rates:
-        offsets = {o + t * r for o in offsets for t in (-1, 0, 1)}
-    return offsets
+    return set(reachable_offsets(rates))
 
 
 counts = {}
@@ -256,6 +255,44 @@ fig = viz.plot_gridding()
 titles = [ax.get_title() for ax in fig.axes]
 assert "49/169" in titles[0] and "169/169" in titles[1] and "225/225" in titles[2]
 fig
+
+# %% [markdown]
+# **Which schedules leave holes?** Having no common factor is *not* enough: $(2, 3)$ has none,
+# yet $2a + 3b$ with $a, b \in \{-1, 0, 1\}$ never makes 4; and $(1, 2, 8)$ misses 4 too
+# (1 and 2 reach only $-3 \ldots 3$, and 8 jumps past the gap). Wang et al. (2018) give the
+# **hybrid dilated convolution (HDC)** criterion. For rates $r_1 \ldots r_n$, let $M_i$ be the
+# largest distance between two neighbouring non-zero taps after layers $i \ldots n$:
+#
+# $$M_n = r_n, \qquad M_i = \max\big(M_{i+1} - 2 r_i,\ M_{i+1} - 2 (M_{i+1} - r_i),\ r_i\big).$$
+#
+# The stack has no holes when $M_2 \le K$ (the kernel size, 3) and the first layer is dense
+# ($r_1 = 1$, as in their sawtooth groups of non-decreasing rates). `hdc_max_distance` computes
+# $M_2$; we check the criterion against the offsets actually reached:
+
+# %%
+def hdc_no_holes(rates):
+    return rates[0] == 1 and hdc_max_distance(rates) <= 3
+
+
+def has_holes(rates):
+    offsets = reachable_offsets(rates)
+    return offsets != set(range(min(offsets), max(offsets) + 1))
+
+
+assert 4 not in reachable_offsets((2, 3)) and 4 not in reachable_offsets((1, 2, 8))
+assert reachable_offsets((1, 2, 5)) == set(range(-8, 9))  # (1, 2, 5): no hole
+for schedule in [(2, 3), (1, 2, 8), (1, 2, 5), (1, 2, 3), (1, 2, 4), (2, 2, 2), (1, 2, 9)]:
+    assert hdc_no_holes(schedule) == (not has_holes(schedule)), schedule
+    print(f"rates {schedule}: M_2 = {hdc_max_distance(schedule)}, holes: {has_holes(schedule)}")
+assert hdc_max_distance((1, 2, 8)) == 4 > 3 and hdc_max_distance((1, 2, 5)) == 2 <= 3
+
+# %% [markdown]
+# Try it: the sliders below set three rates and redraw which pixels reach the output, naming the
+# missing 1-D offsets. (Without ipywidgets, or run headless, the cell draws the picture for its
+# default rates $(2, 3, 3)$ instead.)
+
+# %%
+interactive.interactive_gridding((2, 3, 3))
 
 # %% [markdown]
 # A common factor $g > 1$ of all rates always leaves holes: every reached offset is a multiple of
@@ -301,8 +338,9 @@ for rep in reports.values():
 #   Xception-65, 427 px for ResNet-50) and the same weights run at OS 32, 16 and 8.
 # - Multi-grid $(1, 2, 4)$ multiplies the last ResNet stage's rates: $(2, 4, 8)$ at OS 16. The RF
 #   grows from 427 to 715 px.
-# - Equal rates leave holes (49 of 169 pixels for $(2, 2, 2)$). Rates without a common factor, such
-#   as $(1, 2, 3)$ and $(1, 2, 4)$, reach every pixel of the RF.
+# - Equal rates leave holes (49 of 169 pixels for $(2, 2, 2)$). Having no common factor is not
+#   enough ($(2, 3)$ and $(1, 2, 8)$ miss offset 4); the HDC criterion $M_2 \le 3$ with $r_1 = 1$
+#   is: $(1, 2, 3)$, $(1, 2, 4)$ and $(1, 2, 5)$ reach every pixel of the RF.
 #
 # ## Exercises
 # 1. Build Xception-71 (`M.xception71`) at OS 8. Which blocks are strided, and which rates do the

@@ -45,6 +45,7 @@ import atrous.models as M
 from atrous import viz
 from atrous.nn import PooledBatchNorm2d
 from atrous.receptive_field import measure_receptive_field, receptive_field
+from atrous.viz import interactive
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
@@ -217,7 +218,8 @@ aspp = aspp.eval()
 # rate, crosses the taps that land in the zero padding, the dotted frame image pooling.
 
 # %%
-fig = viz.plot_aspp_coverage(image_size=513)
+SIZE_COVERAGE = 513
+fig = viz.plot_aspp_coverage(image_size=SIZE_COVERAGE)
 fig
 
 # %% [markdown]
@@ -239,6 +241,14 @@ for counts, size, rates in ((drawn[0], 33, (6, 12, 18)), (drawn[1], 65, (12, 24,
         assert counts[f"taps-in-{rate}"] == inside and counts.get(f"taps-out-{rate}", 0) == 9 - inside
 assert [taps_inside(33, r) for r in (6, 12, 18)] == [9, 9, 1]
 assert [taps_inside(65, r) for r in (12, 24, 36)] == [9, 9, 1]
+
+# %% [markdown]
+# Try other rates: the sliders set the three rates (at OS 16) and the output stride, and redraw
+# the taps. Which rate first loses its off-centre taps at OS 16? (Without ipywidgets, or run
+# headless, the cell draws the picture for the default rates at OS 16.)
+
+# %%
+interactive.interactive_aspp_coverage(rates=(6, 12, 18), output_stride=16, image_size=SIZE_COVERAGE)
 
 # %% [markdown]
 # DeepLabV3 (Fig. 4) makes this point over all positions. For a 3x3 kernel with rate $r$ on an

@@ -211,7 +211,8 @@ assert paper_params["decoder"] < 0.005 * sum(paper_params.values())  # under 0.5
 # $d$ must see the rim to know its class: it needs a centred RF of at least $2d + 1$ pixels. An
 # object of radius $r$ (the radius of the disc of equal area) has depth at most its inradius,
 # $r$ for a circle and less for a square or triangle. With $r < 0.25\,S$ on an $S \times S$
-# image, no pixel needs more than $0.5\,S + 1$ pixels: 65 at $S = 128$.
+# image, no pixel needs more than $0.5\,S + 1$ pixels: 65 at $S = 128$, the size drawn below, and
+# 57 at $S = 112$, the size the `demo` preset and the experiment of 11.6 train at.
 
 # %%
 S = 128
@@ -271,6 +272,13 @@ for g in range(3):
           f"needs an RF of {2 * d.max() + 1:5.1f}")
     assert d.max() < bound
 assert 2 * np.concatenate(depth_by_size[2]).max() + 1 <= 0.5 * S + 1 == 65
+TRAIN_S = PRESETS["demo"]["image_size"]  # what `make demo` and `atrous.experiment` train at
+NEEDED_RF = TRAIN_S // 2 + 1  # the widest RF a pixel needs at that size
+large = ContextShapes(64, image_size=TRAIN_S, seed=0)
+deepest = max(float(large.raw(i)["depth"].max()) for i in range(len(large)))
+assert (TRAIN_S, NEEDED_RF) == (112, 57) and 2 * deepest + 1 <= NEEDED_RF
+print(f"at {TRAIN_S} px the deepest object pixel is {deepest:.1f} px deep: it needs an RF of "
+      f"{2 * deepest + 1:.0f} <= {NEEDED_RF}")
 
 # %% [markdown]
 # The distribution of the RF that object pixels need, $2d + 1$, by size class: small objects are
@@ -520,9 +528,11 @@ assert sorted(dilated) == [2] * 4 + [4] * 4 and rf["atrous"].jump == rf["no dila
 assert rf["atrous"].size - rf["no dilation"].size == sum(2 * (d - 1) * 8 for d in dilated) == 256
 assert plain_net.aspp.rates == (1, 1, 1)
 assert [p.shape for p in atrous_net.parameters()] == [p.shape for p in plain_net.parameters()]
+assert min(rf["atrous"].size, rf["no dilation"].size) > NEEDED_RF
 
 # %% [markdown]
-# Both theoretical RFs exceed the 65 pixels the deepest pixels need (8.2). Whether the network
+# Both theoretical RFs exceed the 57 pixels the deepest pixels need at the training size of 112
+# (11.2). Whether the network
 # *uses* that reach is a question for training. `evaluate_by_size` scores the pixels of small,
 # medium and large objects separately (object classes only) and the pixel accuracy far inside
 # objects, at depth $\ge 12$ px. On the model of 11.4:
