@@ -250,8 +250,8 @@ assert rf_recursion([(3, 1, 1), (3, 1, 4)]) == [(3, 1), (11, 1)]
 #    against `F.conv2d`.
 # 3. **Predict, then run.** Compute $H_{\text{out}}$ for $H=8$, $k=2$, $s=3$, $p=1$, $d=3$ by
 #    hand, then check.
-# 4. **Design.** You need an RF of at least 31 pixels at full resolution (jump 1) with as few 3x3
-#    layers as possible, and no holes. Choose the rates, and check the RF with `rf_recursion`
-#    (the holes: notebook 9).
+# 4. **Design.** You need an RF of at least 31 pixels at full resolution (jump 1) with as few
+#    3x3 layers as possible, and no holes. Choose the rates, and check the RF with
+#    `rf_recursion` (the holes: notebook 9).
 #
 # Solutions: `tutorials/solutions/01_atrous_by_hand.py`.

@@ -296,13 +296,16 @@ assert "agrees" in cli.stdout and "Conv2d  k3 s1 p16 d16" in cli.stdout
 # - `python -m atrous rf MODEL` gives the table, the check and the pictures for any model.
 #
 # ## Exercises
-# 1. Compute by hand the RF, jump and start of `conv_stack([(3, 2, 0, 1), (5, 1, 0, 1)])` (no
-#    padding), then check with `receptive_field`.
+# 1. **Predict, then run.** Compute by hand the RF, jump and start of `conv_stack([(3, 2, 0, 1),
+#    (5, 1, 0, 1)])` (no padding), then check with `receptive_field`.
 # 2. Take a linear plain stack (`conv_stack([(3, 1, 1, 1)] * n, channels=1, in_channels=1,
 #    relu=False)`) with every weight $1/9$. Its ERF is the $n$-fold convolution of a 3x3 box:
-#    compute it with numpy and check it against `effective_receptive_field`. What is its standard
-#    deviation per axis?
-# 3. In MobileNetV3-Large, which is the first layer without a theoretical RF, and which op causes
-#    it?
+#    compute it with numpy and check it against `effective_receptive_field`. What is its
+#    standard deviation per axis?
+# 3. In MobileNetV3-Large, which is the first layer without a theoretical RF, and which op
+#    causes it?
+# 4. **Design.** With five 3x3 layers of 16 channels at full resolution, you want half of the
+#    gradient of the centre output to come from a square at least 21 pixels wide. Choose the
+#    rates, and check your choice with `effective_receptive_field` against the plain stack.
 #
 # Solutions: `tutorials/solutions/02_receptive_fields.py`.

@@ -603,14 +603,16 @@ assert hasattr(torch.ops.atrous, "depthwise_conv2d_backward_input")  # the backw
 #   float64 are how every rung is checked.
 #
 # ## Exercises
-# 1. By hand, the column intervals of the three taps for $W = 12$, $k = 3$, $s = 3$, $p = 4$,
-#    $d = 4$; then check with `tap_output_range` and brute force.
+# 1. **Predict, then run.** By hand, the column intervals of the three taps for $W = 12$, $k =
+#    3$, $s = 3$, $p = 4$, $d = 4$; then check with `tap_output_range` and brute force.
 # 2. Write the `rows` idea into your kernel: replace the per-tap bounds check with the row and
-#    column tap intervals, compile it with `load_inline` under a new namespace, and check it with
-#    the property test.
+#    column tap intervals, compile it with `load_inline` under a new namespace, and check it
+#    with the property test.
 # 3. The flat form of 3.4 computes $P_w = W + 2p$ columns per output row and keeps
-#    $W_{\text{out}}$. What fraction of its outputs is thrown away at ASPP rates 6, 12 and 18 on a
-#    33x33 map? Which rungs do none of that work, and how?
+#    $W_{\text{out}}$. What fraction of its outputs is thrown away at ASPP rates 6, 12 and 18 on
+#    a 33x33 map? Which rungs do none of that work, and how?
 # 4. Run `gradcheck` on `atrous.ops.depthwise_conv2d` in float32. What happens, and why?
+# 5. **Design.** A user asks for rate 40 on a 33x33 map ('same' padding). Which rung does no
+#    useless work there, and what does the layer compute? Check it against the centre tap alone.
 #
 # Solutions: `tutorials/solutions/03_writing_the_cpu_kernel.py`.

@@ -466,11 +466,14 @@ torch.testing.assert_close(grad, grad_ref)
 # 1. DeepLabV3+'s decoder refines with two 3x3 convolutions of 256 channels at 129x129 (304 ->
 #    256, then 256 -> 256). Compute the weights and GFLOPs of both as dense and as separable
 #    convolutions, and check your formulas with `FlopCounterMode`.
-# 2. For which $C_{\text{out}}$ does a separable 3x3 convolution save less than half of the flops
-#    of a dense one?
+# 2. **Predict, then run.** For which $C_{\text{out}}$ does a separable 3x3 convolution save
+#    less than half of the flops of a dense one?
 # 3. A 1x1 convolution with stride 2 is also a GEMM. On which matrix? Check it against
 #    `F.conv2d(x, w, stride=2)`.
 # 4. Extend `blocked_gemm` to compute $C \mathrel{+}= AB$ on a given $C$ (as `gemm(...,
 #    accumulate=true)` does for the bias) and check it.
+# 5. **Design.** Choose $M_R$ and $N_V$ for AVX2 (16 ymm registers of 32 bytes, 8 floats) so
+#    that the k loop does not spill, maximising flops per loaded float. Does the BLIS choice, a
+#    6 x 16 tile, satisfy your constraint, and why might it still be preferred?
 #
 # Solutions: `tutorials/solutions/06_pointwise_gemm_and_separable.py`.

@@ -156,8 +156,8 @@ for stride, padding, dilation in [(1, 2, 2), (2, 6, 6), (1, (1, 4), (1, 4))]:
 #
 # ## Exercises
 # 1. **Predict, then run.** At stride 2 with 'same'-style padding $p = d$, how many times larger
-#    than the input is the column matrix of a 3x3 kernel on a 64x64 map? Predict, then measure it
-#    with `im2col`.
+#    than the input is the column matrix of a 3x3 kernel on a 64x64 map? Predict, then measure
+#    it with `im2col`.
 # 2. **Design.** The column matrix of a rate-18 branch on a 33x33 map is mostly zeros. Sketch an
 #    im2col that skips the taps that read only padding (which rows of the matrix could go, and
 #    for which outputs?), and say what the GEMM would then compute for the other outputs.

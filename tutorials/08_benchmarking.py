@@ -392,12 +392,14 @@ assert "bench.json" in written and f"ladder-depthwise_conv2d-{ladder['case']}.js
 # 1. Compute the intensity of the depthwise **backward** pass from `bench.work`'s byte model
 #    (read grad_output, input and weights; write grad_input and grad_weight). Is it higher or
 #    lower than the forward pass's?
-# 2. The dilated ResNet-101's dense 3x3 convolution `os16-resnet-dense512-d2` (512 -> 512 at
-#    33x33): derive its intensity by hand and check it against `bench.work`. Which side of a
-#    ridge at 10 flop/byte is it on?
-# 3. The pointwise intensity grows with the plane. Find its limit as $HW \to \infty$ for
-#    $C = C_{\text{out}} = 728$, and the smallest square plane at which it reaches 90% of it.
-# 4. From which batch size does the middle-flow depthwise layer (`os16-middle-dw728`) move
-#    more than 32 MiB, so that back-to-back runs can no longer stay in a 32 MiB cache?
+# 2. **Predict, then run.** The dilated ResNet-101's dense 3x3 convolution
+#    `os16-resnet-dense512-d2` (512 -> 512 at 33x33): derive its intensity by hand and check it
+#    against `bench.work`. Which side of a ridge at 10 flop/byte is it on?
+# 3. The pointwise intensity grows with the plane. Find its limit as $HW \to \infty$ for $C =
+#    C_{\text{out}} = 728$, and the smallest square plane at which it reaches 90% of it.
+# 4. From which batch size does the middle-flow depthwise layer (`os16-middle-dw728`) move more
+#    than 32 MiB, so that back-to-back runs can no longer stay in a 32 MiB cache?
+# 5. **Design.** The copy's bandwidth depends on whether the stores allocate. Design a bandwidth
+#    measurement whose byte count does not depend on it, and say what it measures.
 #
 # Solutions: `tutorials/solutions/08_benchmarking.py`.

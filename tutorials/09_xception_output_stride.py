@@ -343,11 +343,14 @@ for rep in reports.values():
 #   is: $(1, 2, 3)$, $(1, 2, 4)$ and $(1, 2, 5)$ reach every pixel of the RF.
 #
 # ## Exercises
-# 1. Build Xception-71 (`M.xception71`) at OS 8. Which blocks are strided, and which rates do the
-#    others get? Check that the tap spacings equal those at OS 32.
-# 2. Predict the RF of ResNet-50 at OS 16 with multi-grid $(1, 2, 1)$ from the formula in 9.4, then
-#    check it with `receptive_field`.
-# 3. For rates $(1, 2, r)$, what is the largest $r$ with no holes? How many of the RF's pixels does
-#    $(3, 3, 3)$ reach?
+# 1. Build Xception-71 (`M.xception71`) at OS 8. Which blocks are strided, and which rates do
+#    the others get? Check that the tap spacings equal those at OS 32.
+# 2. **Predict, then run.** Predict the RF of ResNet-50 at OS 16 with multi-grid $(1, 2, 1)$
+#    from the formula in 9.4, then check it with `receptive_field`.
+# 3. For rates $(1, 2, r)$, what is the largest $r$ with no holes? How many of the RF's pixels
+#    does $(3, 3, 3)$ reach?
+# 4. **Design.** Four 3x3 layers, rates non-decreasing from 1: find the schedule with the
+#    largest RF that has no holes, using the HDC criterion, and confirm it with
+#    `reachable_offsets`.
 #
 # Solutions: `tutorials/solutions/09_xception_output_stride.py`.

@@ -387,11 +387,15 @@ assert 3 * sep_w < dense_w  # all three separable branches cost less than one de
 #   parameters and MACs than dense ones.
 #
 # ## Exercises
-# 1. At OS 8 (a 65x65 map), which rates keep all 9 taps of the central output inside the map?
-#    Check your answer with `receptive_field` on an ASPP.
+# 1. **Predict, then run.** At OS 8 (a 65x65 map), which rates keep all 9 taps of the central
+#    output inside the map? Check your answer with `receptive_field` on an ASPP.
 # 2. How many times more MACs does a dense ASPP cost at OS 8 than at OS 16 for a 513x513 image?
 #    Check with `summary` on a narrower ASPP.
-# 3. Write the image-pooling branch in eval mode with `torch.nn.functional` (mean, conv, batch norm,
-#    ReLU) and check it against `ASPPPooling`.
+# 3. Write the image-pooling branch in eval mode with `torch.nn.functional` (mean, conv, batch
+#    norm, ReLU) and check it against `ASPPPooling`.
+# 4. **Design.** At OS 8 DeepLabV3 doubles the rates to $(12, 24, 36)$, and rate 36 reads only
+#    padding through the off-centre taps of the central output on a 65x65 map. Choose three
+#    rates for OS 8 that keep all 9 taps of the central output inside the map and spread the
+#    branches as widely as possible.
 #
 # Solutions: `tutorials/solutions/10_aspp.py`.

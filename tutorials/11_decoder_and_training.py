@@ -639,9 +639,13 @@ fig
 # 2. Show that predicting background everywhere gives $\text{mIoU} = p/K$ when all $K$ classes
 #    appear in the labels, and check it on 20 ContextShapes images. What if only the background
 #    and one object class appear?
-# 3. At output stride 16 the small backbone dilates only its last stage (rate 2). Compute by
-#    hand how much RF `undilate` removes there, and check with `receptive_field`.
+# 3. **Predict, then run.** At output stride 16 the small backbone dilates only its last stage
+#    (rate 2). Compute by hand how much RF `undilate` removes there, and check with
+#    `receptive_field`.
 # 4. At 112x112 (the demo), which size classes have pixels at depth $\ge 12$ px, the
 #    experiment's "far inside" column? Answer from `SIZE_RANGES` and check on 100 images.
+# 5. **Design.** The experiment found no accuracy gain from dilation on ContextShapes at 112 px.
+#    Change the data (not the model) so that the undilated network's RF is provably too small
+#    for some pixels, and say at which image size that starts.
 #
 # Solutions: `tutorials/solutions/11_decoder_and_training.py`.

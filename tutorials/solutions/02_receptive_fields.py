@@ -47,4 +47,20 @@ assert (first.op, first.name) == ("mul", "features.4.block.2")
 feature_map, scale = report.branches(first)
 assert feature_map.size == (9, 9) and scale.size == (1, 1)  # a 9x9 map times a 1x1 vector
 assert any(r.op == "AdaptiveAvgPool2d" for r in report.ancestors(scale))  # pooled over the whole map
+# 4. Design: a plain stack of five 3x3 layers has an RF of 11, so half of its gradient lies within a
+#    few pixels. Dilation spreads it: rates (1, 2, 4, 8, 16) (the atrous stack) double the spacing at
+#    every layer, keep the stack hole-free (HDC: M_2 = 2 <= 3, notebook 9) and put half of the
+#    gradient in a square several times wider, at the same depth and weight count.
+from atrous.receptive_field import atrous_stack, plain_stack  # noqa: E402
+from atrous.receptive_field.arithmetic import hdc_max_distance  # noqa: E402
+
+assert hdc_max_distance((1, 2, 4, 8, 16)) == 2
+
+torch.manual_seed(0)
+plain_erf = effective_receptive_field(plain_stack(5, channels=16), input_size=65, samples=4)
+torch.manual_seed(0)
+atrous_erf = effective_receptive_field(atrous_stack(channels=16), input_size=65, samples=4)
+print("50% of the gradient within: plain", plain_erf.side_for_mass(0.5),
+      "atrous", atrous_erf.side_for_mass(0.5))
+assert atrous_erf.side_for_mass(0.5) >= 21 > plain_erf.side_for_mass(0.5)
 print("all solutions check out")

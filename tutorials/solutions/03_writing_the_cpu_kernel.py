@@ -143,4 +143,13 @@ with warnings.catch_warnings():
                                         raise_exception=False)
 assert torch.autograd.gradcheck(lambda x, w: ops.depthwise_conv2d(x, w, None, 1, 1, 1),
                                 (x.double().detach().requires_grad_(), w.double().detach().requires_grad_()))
+# 5. Design: at rate 40 on a 33x33 map every off-centre tap of every output lands in the padding (the
+#    map ends 33 pixels from any output, the tap is 40 away): the layer is a 1x1 conv, the centre weight
+#    times the input. `naive` checks the bounds of every tap and skips them; `rows` and `stencil` use
+#    tap intervals, so an empty interval skips the whole tap with no per-pixel work. Checked:
+x40 = torch.randn(1, 4, 33, 33)
+w40 = torch.randn(4, 1, 3, 3)
+centre_only = x40 * w40[:, :, 1, 1].view(1, 4, 1, 1)
+for algo in ("naive", "rows", "stencil"):
+    torch.testing.assert_close(ops.depthwise_conv2d(x40, w40, None, 1, 40, 40, algo=algo), centre_only)
 print("all solutions check out")

@@ -42,4 +42,11 @@ assert min(s for s in range(1, 200) if pw(s) >= 0.9 * 728 / 4) == 58
 moved = {n: bench.work(bench.Case(shapes["os16-middle-dw728"], n), "forward", 4)["bytes"]
          for n in range(1, 9)}
 assert min(n for n, b in moved.items() if b > 32 << 20) == 6
+# 5. Design: a read-only pass, for example the sum of a buffer far larger than the last-level cache,
+#    moves each byte exactly once from memory and writes nothing, so its count (N bytes) holds whether
+#    stores allocate or not; it measures the read bandwidth. A copy of N bytes moves 3 N with
+#    write-allocate and 2 N with non-temporal stores: the same time gives rates 1.5 times apart.
+N = 1 << 30
+bus = {"read-only sum": N, "copy, non-temporal stores": 2 * N, "copy, write-allocate": 3 * N}
+assert bus["copy, write-allocate"] / bus["copy, non-temporal stores"] == 1.5
 print("all solutions check out")

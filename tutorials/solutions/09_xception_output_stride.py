@@ -52,4 +52,15 @@ def hole_free(rates):
 assert max(r for r in range(1, 20) if hole_free((1, 2, r))) == 7
 assert not hole_free((1, 2, 8)) and 4 not in reached_offsets((1, 2, 8))
 assert len(reached_offsets((3, 3, 3))) ** 2 == 49 and (2 * 9 + 1) ** 2 == 361
+# 4. Design: the RF of four 3x3 layers is 1 + 2 * sum(rates), so we want the largest sum with M_2 <= 3.
+#    Each layer can at most triple the span it is given: after (1, 3) every offset in -4..4 is reached,
+#    a rate of 9 fills -13..13, and 27 fills -40..40. A search over non-decreasing schedules agrees:
+from atrous.receptive_field.arithmetic import hdc_max_distance, reachable_offsets  # noqa: E402
+
+schedules = [(1, a, b, c) for a in range(1, 30) for b in range(a, 60) for c in range(b, 120)
+             if hdc_max_distance((1, a, b, c)) <= 3]
+best = max(schedules, key=sum)
+print("largest hole-free 4-layer schedule:", best, "RF", 1 + 2 * sum(best))
+assert best == (1, 3, 9, 27) and hdc_max_distance(best) == 3
+assert reachable_offsets(best) == set(range(-40, 41))  # RF 81, no hole
 print("all solutions check out")

@@ -47,4 +47,16 @@ by_hand = F.relu(F.batch_norm(F.conv2d(x.mean(dim=(2, 3), keepdim=True), conv.we
                               bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps))
 with torch.no_grad():
     torch.testing.assert_close(pooling(x), by_hand.expand(-1, -1, 9, 7))
+# 4. Design: the central output of a 65x65 map is pixel 32; a tap 32 +- r stays inside when r <= 32.
+#    Spreading three rates as widely as possible under that bound, with the smallest one still adding
+#    context beyond a 3x3 at OS 8, gives for example (8, 20, 32): all 27 taps inside, the widest
+#    reaching 32 * 8 = 256 pixels of the 513x513 image to each side.
+def taps_inside(size, rate):
+    c = (size - 1) // 2
+    return sum(0 <= c + dy * rate < size and 0 <= c + dx * rate < size
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+assert [taps_inside(65, r) for r in (8, 20, 32)] == [9, 9, 9]
+assert taps_inside(65, 33) == 1 and taps_inside(65, 36) == 1  # one more pixel and only the centre is left
 print("all solutions check out")

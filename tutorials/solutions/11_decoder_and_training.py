@@ -77,4 +77,16 @@ for i in range(len(data)):
         deep[g] += int((far & (s["size"] == g)).sum())
 print("pixels at depth >= 12 by size class:", deep)
 assert deep[0] == 0 and deep[1] > 0 and deep[2] > deep[1]
+# 5. Design: a pixel at depth d needs a centred RF of 2d + 1 to see the rim, and the deepest pixels of
+#    ContextShapes are about S / 4 deep (radius < 0.25 S), so they need about S / 2 + 1. The undilated
+#    backbone's RF at OS 8 is 187 px (443 with dilation). Keep the objects' relative size and grow the
+#    images: from S = 374 the deepest pixels need more than 187 px, and only the dilated network can
+#    see their rim. (Or keep S and let objects grow to r < 0.45 S, a need of 0.9 S + 1: from S = 207.)
+plain_rf = receptive_field(M.undilate(M.deeplabv3plus_small(num_classes=4, output_stride=8)).backbone,
+                           112, output="out").output.rf[0].size
+atrous_rf = receptive_field(M.deeplabv3plus_small(num_classes=4, output_stride=8).backbone,
+                            112, output="out").output.rf[0].size
+assert (plain_rf, atrous_rf) == (187, 443)
+assert min(s for s in range(64, 1024) if s // 2 + 1 > plain_rf) == 374
+assert min(s for s in range(64, 1024) if 0.9 * s + 1 > plain_rf) == 207
 print("all solutions check out")
