@@ -40,7 +40,6 @@
 import ctypes
 import functools
 import json
-import math
 import os
 import re
 import shutil
@@ -660,7 +659,6 @@ for where, c, size, _ in [("middle flow", 728, 33, 1), ("ASPP, per rate", 2048, 
     estimates[where] = moved / HBM_BYTES_PER_S * 1e6, flops / FP32_FLOPS_PER_S * 1e6
     print(f"{where:15s} batch 8: {moved / 1e6:6.1f} MB, {flops / 1e9:5.2f} GFLOP -> memory "
           f"{estimates[where][0]:5.1f} us, arithmetic {estimates[where][1]:4.1f} us  (estimates)")
-assert math.isclose(18 / 8, 2.25)  # flops per byte
 assert all(mem > 5 * arith for mem, arith in estimates.values())  # memory-bound
 assert [round(estimates[k][0], 1) for k in ("middle flow", "decoder")] == [10.6, 67.5]
 assert 29.7 <= estimates["ASPP, per rate"][0] < 29.8

@@ -236,7 +236,6 @@ assert MR * NV * int(vector_bytes) // 16 == 64 and MR * NV * int(vector_bytes) /
 flops_per_step, loads_per_step = 2 * MR * NR, MR + NR
 print(f"micro-kernel: {flops_per_step} flops per {loads_per_step} loaded floats "
       f"= {flops_per_step / (4 * loads_per_step):.1f} flop per byte read (the naive loop: 0.25)")
-assert flops_per_step / loads_per_step == 2 * MR * NR / (MR + NR)
 
 
 def cache_size(level: int) -> str:

@@ -205,7 +205,7 @@ copy = bench.copy_bandwidth(cpu, timer, COPY_BYTES)
 B = copy["GBps"]  # the harness's count: 2 x bytes
 bus_bytes = 3 * COPY_BYTES  # read src, read dst's lines (write-allocate), write them back
 B_bus = bus_bytes / (copy["median_ms"] * 1e-3) / 1e9
-assert math.isclose(B_bus, 1.5 * B, rel_tol=1e-9)
+assert copy["bytes_moved"] == 2 * COPY_BYTES  # the harness counts read + write, not the allocation
 print(f"copy of {COPY_BYTES >> 20} MiB: {copy['median_ms']:.2f} ms -> B = {B:.1f} GB/s counting 2x bytes; "
       f"the bus moved 3x bytes with write-allocate: {B_bus:.1f} GB/s")
 
@@ -237,8 +237,6 @@ def roof(i: float) -> float:
 
 
 ridge = P / B
-assert math.isclose(roof(ridge), P) and math.isclose(roof(ridge / 2), P / 2)  # the slope, then the flat roof
-assert roof(10 * ridge) == P
 i_dw, i_pw = harness_intensity("os16-middle-dw728"), harness_intensity("os16-middle-pw728-728")
 for name, i in (("depthwise", i_dw), ("pointwise", i_pw)):
     side_ = "memory-bound" if i < ridge else "compute-bound"
