@@ -45,16 +45,25 @@ def _shell():
     return shell if hasattr(shell, "display_formatter") else None
 
 
-def enable_figure_display(shell=None) -> bool:
-    """Register PNG (every Figure) and HTML (a Figure with an animation) display in the running IPython
-    shell; returns whether a shell was found. An existing PNG printer for Figure (pyplot's inline backend
-    registers one) is kept: it draws the same picture."""
-    shell = shell if shell is not None else _shell()
-    if shell is None:
-        return False
-    formatters = shell.display_formatter.formatters
+def _register(formatters) -> None:
     png = formatters["image/png"]
     if Figure not in png.type_printers:
         png.for_type(Figure, figure_png)
     formatters["text/html"].for_type(Figure, figure_html)
+
+
+def enable_figure_display(shell=None) -> bool:
+    """Register PNG (every Figure) and HTML (a Figure with an animation) display in the running IPython
+    shell; returns whether a shell was found. An existing PNG printer for Figure (pyplot's inline backend
+    registers one) is kept: it draws the same picture. When pyplot's inline backend starts it removes
+    every printer for Figure, so the registration is renewed before each cell runs."""
+    shell = shell if shell is not None else _shell()
+    if shell is None:
+        return False
+    formatters = shell.display_formatter.formatters
+    _register(formatters)
+    events = getattr(shell, "events", None)
+    if events is not None and not getattr(shell, "_atrous_figure_display", False):
+        events.register("pre_run_cell", lambda *_: _register(formatters))
+        shell._atrous_figure_display = True  # once per shell, however often viz is imported
     return True

@@ -16,6 +16,7 @@ import jupytext
 import nbformat
 import pytest
 from IPython.core.formatters import DisplayFormatter
+from matplotlib.figure import Figure
 from nbclient import NotebookClient
 
 from atrous import viz
@@ -82,6 +83,21 @@ def test_figure_displays_as_png_and_animation_as_html():
     assert data["image/png"].startswith(b"\x89PNG") and "text/html" not in data
     data, _ = formatter.format(viz.animate_dilated_conv(rate=2, input_size=4))
     assert "<script" in data["text/html"] and data["text/html"].count("data:image/png;base64") == 16
+
+
+def test_registration_is_renewed_before_each_cell():
+    """pyplot's inline backend pops every Figure printer when it starts; the next cell gets ours back."""
+    from IPython.core.events import EventManager, available_events
+
+    shell = types.SimpleNamespace(display_formatter=DisplayFormatter())
+    shell.events = EventManager(shell, available_events)
+    assert enable_figure_display(shell) and enable_figure_display(shell)
+    assert len(shell.events.callbacks["pre_run_cell"]) == 1  # registered once
+    for formatter in shell.display_formatter.formatters.values():  # what the inline backend does
+        formatter.pop(Figure, None)
+    shell.events.trigger("pre_run_cell", None)
+    data, _ = shell.display_formatter.format(viz.animate_dilated_conv(rate=1, input_size=3))
+    assert "image/png" in data and "<script" in data["text/html"]
 
 
 def test_no_shell_no_registration():
