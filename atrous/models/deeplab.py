@@ -52,6 +52,19 @@ def resolve_aux_loss(where: str, aux_loss: bool, aux: bool | None) -> bool:
     return bool(aux or aux_loss)
 
 
+def with_backbone_weights(model: nn.Module, weights_backbone, sha256: str | None = None) -> nn.Module:
+    """Load ``weights_backbone`` (a path, URL or state dict; None: keep the random initialisation) into
+    ``model.backbone``; the provenance is kept as ``model.backbone_provenance`` (plain data)."""
+    model.backbone_provenance = None
+    if weights_backbone is None:
+        return model
+    # Imported here: atrous.models.pretrained imports weights, which imports this module (DeepLabV3).
+    from .pretrained import load_backbone_weights
+
+    model.backbone_provenance = load_backbone_weights(model, weights_backbone, sha256=sha256)
+    return model
+
+
 def build_backbone(name: str, output_stride: int = 16, *, multi_grid: Sequence[int] | None = None,
                    in_channels: int = 3) -> nn.Module:
     """A backbone by name (see :data:`BACKBONES`); ``multi_grid`` applies to the ResNets only."""
@@ -178,35 +191,43 @@ def deeplabv3(backbone: str = "resnet101", num_classes: int = 21, output_stride:
               multi_grid: Sequence[int] | None | str = "default", aspp_rates: Sequence[int] | None = None,
               separable_aspp: bool = False, dropout: float = 0.1, head_conv: bool = False,
               aux_loss: bool = False, in_channels: int = 3, impl: str | None = None,
+              weights_backbone=None, weights_backbone_sha256: str | None = None,
               aux: bool | None = None) -> DeepLabV3:
     """DeepLabV3 as in the paper: output stride 16, ASPP rates (6, 12, 18) (doubled at 8), image
     pooling, multi-grid (1, 2, 4) in a ResNet's last stage (``multi_grid="default"``; None for none).
 
     ``impl`` sets every convolution's implementation ("atrous", "torch"; None follows
     :func:`atrous.nn.use_impl`). ``aux_loss`` adds torchvision's auxiliary head (the model then returns
-    ``{"out", "aux"}``; ``aux`` is the deprecated old name).
+    ``{"out", "aux"}``; ``aux`` is the deprecated old name). ``weights_backbone``: pretrained backbone
+    weights, a path, URL or state dict (timm Xception, torchvision ResNet/MobileNetV3, an atrous
+    checkpoint; see :mod:`atrous.models.pretrained`); a URL is checked against
+    ``weights_backbone_sha256`` (or the hash in its file name) and cached.
     """
     aux_loss = resolve_aux_loss("deeplabv3", aux_loss, aux)
     net = build_backbone(backbone, output_stride, multi_grid=_multi_grid_for(backbone, multi_grid),
                          in_channels=in_channels)
     model = DeepLabV3(net, num_classes, aspp_rates=aspp_rates, separable_aspp=separable_aspp, dropout=dropout,
                       head_conv=head_conv, aux_loss=aux_loss)
+    with_backbone_weights(model, weights_backbone, weights_backbone_sha256)
     return set_impl(model, impl)
 
 
 def deeplabv3plus(backbone: str = "xception65", num_classes: int = 21, output_stride: int = 16, *,
                   multi_grid: Sequence[int] | None | str = "default", aspp_rates: Sequence[int] | None = None,
                   separable: bool = True, dropout: float = 0.1, aux_loss: bool = False, in_channels: int = 3,
-                  impl: str | None = None, aux: bool | None = None) -> DeepLabV3Plus:
+                  impl: str | None = None, weights_backbone=None, weights_backbone_sha256: str | None = None,
+                  aux: bool | None = None) -> DeepLabV3Plus:
     """DeepLabV3+ as in the paper: aligned Xception-65 at output stride 16, separable ASPP with rates
     (6, 12, 18) (doubled at 8), decoder with 48-channel low-level projection and two separable 3x3
     convs of 256. ``multi_grid="default"`` gives (1, 2, 4) to ResNet backbones, nothing to others.
-    ``aux_loss`` adds an auxiliary FCN head (``aux``: deprecated alias)."""
+    ``aux_loss`` adds an auxiliary FCN head (``aux``: deprecated alias). ``weights_backbone``: as
+    :func:`deeplabv3`."""
     aux_loss = resolve_aux_loss("deeplabv3plus", aux_loss, aux)
     net = build_backbone(backbone, output_stride, multi_grid=_multi_grid_for(backbone, multi_grid),
                          in_channels=in_channels)
     model = DeepLabV3Plus(net, num_classes, aspp_rates=aspp_rates, separable=separable, dropout=dropout,
                           aux_loss=aux_loss)
+    with_backbone_weights(model, weights_backbone, weights_backbone_sha256)
     return set_impl(model, impl)
 
 

@@ -30,6 +30,10 @@ class TrainConfig:
                                "train it with --aux-loss-weight")
     aux_loss_weight: float = _f(0.5, "weight of the auxiliary head's loss when the model has one "
                                      "(torchvision's reference: 0.5)")
+    backbone_weights: str | None = _f(None, "pretrained backbone: a file or URL holding a timm Xception, "
+                                            "torchvision ResNet-50/101 or MobileNetV3-Large state dict, or "
+                                            "an atrous checkpoint (default: random initialisation)")
+    backbone_weights_sha256: str | None = _f(None, "sha256 (or prefix) a --backbone-weights URL must match")
     impl: str = _f("auto", "convolutions: 'atrous' (our kernels), 'torch' (F.conv2d), 'auto' (atrous where "
                            "it runs: CPU)", choices=("auto", "atrous", "torch"))
     # ---- data

@@ -25,6 +25,7 @@ from .._extension import ExtensionNotBuiltError
 from ..data import DataBundle, build_data, pad_collate
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
+from ..models.pretrained import load_backbone_weights
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import (
@@ -198,6 +199,14 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
                          f"the config asks for {spec.as_dict()}")
 
     model = build_model(spec, impl)
+    provenance = None
+    if state is not None:
+        provenance = state.get("backbone_weights")
+    elif config.backbone_weights:
+        provenance = load_backbone_weights(model, config.backbone_weights,
+                                           sha256=config.backbone_weights_sha256)
+        _log(ctx, f"train: backbone weights from {provenance['source']} ({provenance['format']}, "
+                  f"{provenance['tensors']} tensors, sha256 {provenance['sha256'][:12]})")
     dtype = getattr(torch, config.dtype)
     model.to(device, dtype)  # before loading, so float64 weights are not rounded through float32
     if state is not None:
@@ -250,7 +259,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             return None
         return save_checkpoint(out / name, model=model, spec=spec, optimizer=optimizer, scaler=scaler,
                                step=step, config=meta["config"], dataset=meta["dataset"], history=history,
-                               losses=losses, metrics=metrics)
+                               losses=losses, metrics=metrics, backbone_weights=provenance)
 
     checkpoint = None
     ddp.train()
