@@ -85,6 +85,15 @@ def _check_4d(op: str, name: str, t: torch.Tensor, form: str) -> None:
               "-D tensor of shape ", _shape(t.shape))
 
 
+def check_input_rank(op: str, input: torch.Tensor) -> bool:
+    """The wrappers' rule, F.conv2d's: input (N, C, H, W) or unbatched (C, H, W). True if unbatched.
+    The registered operators themselves take 4-D input only (_check_4d)."""
+    if input.dim() not in (3, 4):
+        _fail(op, ": expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got a ", input.dim(),
+              "-D tensor of shape ", _shape(input.shape))
+    return input.dim() == 3
+
+
 def _check_matches(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     if t.dtype != ref.dtype:
         _fail(op, ": expected ", name, " to have the same dtype as ", ref_name, " (",

@@ -23,9 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import read_image
+from .data.palettes import VOC_CLASSES, VOC_PALETTE, palette_for
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .models import deeplabv3_from_torchvision
+from .models.pretrained import read_weights
 
-__all__ = ["as_image_tensor", "predict", "segment"]
+__all__ = ["IMPORTABLE_WEIGHTS", "as_image_tensor", "load_imported_weights", "predict", "segment"]
+
+# What `--weights KIND:NAME=PATH` imports: {kind: {name: the backbone the state dict must have}}.
+IMPORTABLE_WEIGHTS = {
+    "torchvision": {"deeplabv3_resnet50": "resnet50", "deeplabv3_resnet101": "resnet101",
+                    "deeplabv3_mobilenet_v3_large": "mobilenet_v3_large"},
+}
 
 
 def _is_channels_last(model: nn.Module) -> bool:
@@ -114,3 +123,31 @@ def segment(model: nn.Module, image, *, mean: Sequence[float] = IMAGENET_MEAN,
         return prob.cpu()
     mask = prob.argmax(1).cpu()  # (N, H, W)
     return mask[0] if single else mask
+
+
+def load_imported_weights(spec: str, impl: str | None = None) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, dataset info)`` for ``"torchvision:deeplabv3_resnet50=PATH"`` (or
+    ``_resnet101``, ``_mobilenet_v3_large``; PATH may be a URL): a torchvision DeepLabV3 state dict,
+    imported exactly (:func:`atrous.models.deeplabv3_from_torchvision`). The info is what inference
+    needs, as in a checkpoint: torchvision's normalisation (ImageNet ``mean``/``std`` on [0, 1] RGB) and,
+    for its 21-class COCO-with-VOC-labels weights, the VOC class names and colours."""
+    kind, _, rest = spec.partition(":")
+    name, eq, path = rest.partition("=")
+    names = IMPORTABLE_WEIGHTS.get(kind, {})
+    if not (names and name in names and eq and path):
+        choices = ", ".join(f"{k}:{n}=PATH" for k, ns in IMPORTABLE_WEIGHTS.items() for n in ns)
+        raise ValueError(f"--weights: expected one of {choices}, got {spec!r}")
+    state, provenance = read_weights(path)
+    model = deeplabv3_from_torchvision(state, aux_loss=False, impl=impl)
+    expected = names[name]
+    got = "mobilenet_v3_large"
+    if hasattr(model.backbone, "layer3"):  # a ResNet: its depth is in layer3's block count
+        got = {6: "resnet50", 23: "resnet101"}.get(len(model.backbone.layer3), "resnet")
+    if got != expected:
+        raise ValueError(f"--weights: {path!r} holds a torchvision deeplabv3_{got} state dict, not {name}")
+    n = model.num_classes
+    classes = list(VOC_CLASSES) if n == len(VOC_CLASSES) else [f"class {i}" for i in range(n)]
+    palette = (VOC_PALETTE if n == len(VOC_CLASSES) else palette_for(n)).tolist()
+    info = {"classes": classes, "palette": palette, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "weights": {**provenance, "format": f"{kind}:{name}"}}
+    return model.eval(), info

@@ -74,6 +74,21 @@ class SegmentationScores:
         return {"miou": self.miou, "pixel_accuracy": self.pixel_accuracy, "mean_accuracy": self.mean_accuracy,
                 "iou": self.iou, "accuracy": self.accuracy, "pixels": self.pixels}
 
+    def report(self, class_names: Sequence[str] | None = None) -> dict:
+        """JSON-ready scores: the means, ``per_class`` {name: {iou, accuracy}} (None: class absent)."""
+        names = list(class_names) if class_names is not None else [str(i) for i in range(len(self.iou))]
+        if len(names) != len(self.iou):
+            raise ValueError(f"SegmentationScores.report: expected {len(self.iou)} class names, "
+                             f"got {len(names)}")
+
+        def plain(v: float):
+            return None if math.isnan(v) else v
+
+        return {"miou": plain(self.miou), "pixel_accuracy": plain(self.pixel_accuracy),
+                "mean_accuracy": plain(self.mean_accuracy), "pixels": self.pixels,
+                "per_class": {n: {"iou": plain(i), "accuracy": plain(a)}
+                              for n, i, a in zip(names, self.iou, self.accuracy)}}
+
     def table(self, class_names: Sequence[str] | None = None) -> str:
         """Per-class IoU and accuracy, then the means, as aligned text."""
         names = list(class_names) if class_names is not None else [str(i) for i in range(len(self.iou))]

@@ -11,7 +11,10 @@ separable convolution for inference:
                      dilation=1, activation=None)
 
 They follow F.conv2d's conventions (an int or a pair; padding also 'same' or 'valid') and equal
-F.conv2d(..., groups=C) / F.conv2d(...). Output layout, PyTorch's rule: channels_last when the
+F.conv2d(..., groups=C) / F.conv2d(...). Like F.conv2d, every wrapper also takes an unbatched
+(C, H, W) input and returns an unbatched output: it runs the 4-D operator on a batch of one
+(an unsqueeze/squeeze view, so autograd, the fake kernels and torch.compile see the 4-D op).
+Output layout, PyTorch's rule: channels_last when the
 input or the weight is channels_last, else contiguous NCHW (backward ops follow grad_output and
 the weight). dtypes: float32 and float64; on CUDA also float16 and bfloat16 (accumulated in
 float32). `algo` picks a rung of the op's kernel ladder, from the readable "naive" version to
@@ -126,6 +129,18 @@ def _check_devices(op: str, qualname: str, input, weight, bias) -> None:
             "Run `python -m atrous.info` to see what was compiled.")
 
 
+def _batched(op: str, input):
+    """(input as 4-D, whether it was unbatched): F.conv2d's rule, a (C, H, W) input is a batch of one."""
+    if not isinstance(input, torch.Tensor):
+        return input, False  # _check_devices names the type
+    unbatched = _checks.check_input_rank(op, input)
+    return (input.unsqueeze(0), True) if unbatched else (input, False)  # (1, C, H, W)
+
+
+def _unbatch(output: torch.Tensor, unbatched: bool) -> torch.Tensor:
+    return output.squeeze(0) if unbatched else output  # (C_out, H_out, W_out)
+
+
 # --------------------------------------------------------------------------------------------
 # Public wrappers
 # --------------------------------------------------------------------------------------------
@@ -133,15 +148,17 @@ def _check_devices(op: str, qualname: str, input, weight, bias) -> None:
 def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto"):
     """Depthwise atrous convolution: F.conv2d(input, weight, bias, stride, padding, dilation, groups=C).
 
-    input (N, C, H, W); weight (C*m, 1, kh, kw) with depth multiplier m >= 1; bias (C*m,) or None.
-    Output (N, C*m, H_out, W_out), H_out = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1.
+    input (N, C, H, W) or unbatched (C, H, W); weight (C*m, 1, kh, kw) with depth multiplier
+    m >= 1; bias (C*m,) or None. Output (N, C*m, H_out, W_out) (unbatched: (C*m, H_out, W_out)),
+    H_out = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1.
     algo: "auto" or a rung of algorithms("depthwise_conv2d").
     """
     op = "atrous.depthwise_conv2d"
     _check_devices(op, "atrous::depthwise_conv2d", input, weight, bias)
+    input, unbatched = _batched(op, input)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
     input, padding = _padding(op, input, weight, padding, stride, dilation)
-    return _ops.depthwise_conv2d(input, weight, bias, stride, padding, dilation, algo)
+    return _unbatch(_ops.depthwise_conv2d(input, weight, bias, stride, padding, dilation, algo), unbatched)
 
 
 def pointwise_conv2d(input, weight, bias=None, algo="auto"):
@@ -150,8 +167,10 @@ def pointwise_conv2d(input, weight, bias=None, algo="auto"):
     Computed as one GEMM per image by the project's blocked GEMM; NCHW and channels_last inputs
     are used in place.
     """
-    _check_devices("atrous.pointwise_conv2d", "atrous::pointwise_conv2d", input, weight, bias)
-    return _ops.pointwise_conv2d(input, weight, bias, algo)
+    op = "atrous.pointwise_conv2d"
+    _check_devices(op, "atrous::pointwise_conv2d", input, weight, bias)
+    input, unbatched = _batched(op, input)
+    return _unbatch(_ops.pointwise_conv2d(input, weight, bias, algo), unbatched)
 
 
 def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, algo="auto"):
@@ -161,9 +180,10 @@ def atrous_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, alg
     """
     op = "atrous.atrous_conv2d"
     _check_devices(op, "atrous::atrous_conv2d", input, weight, bias)
+    input, unbatched = _batched(op, input)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
     input, padding = _padding(op, input, weight, padding, stride, dilation)
-    return _ops.atrous_conv2d(input, weight, bias, stride, padding, dilation, algo)
+    return _unbatch(_ops.atrous_conv2d(input, weight, bias, stride, padding, dilation, algo), unbatched)
 
 
 def separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, padding=0, dilation=1,
@@ -182,6 +202,7 @@ def separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, pa
     _check_devices(op, "atrous::separable_conv2d", input, pw_weight, pw_bias)
     if activation not in (None, "relu"):
         raise ValueError(f"{op}: expected activation to be None or 'relu', got {activation!r}")
+    input, unbatched = _batched(op, input)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
     input, padding = _padding(op, input, dw_weight, padding, stride, dilation)
     tensors = (input, dw_weight, dw_bias, pw_weight, pw_bias)
@@ -189,9 +210,9 @@ def separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride=1, pa
         mid = _ops.depthwise_conv2d(input, dw_weight, dw_bias, stride, padding, dilation)
         if activation == "relu":
             mid = torch.relu(mid)
-        return _ops.pointwise_conv2d(mid, pw_weight, pw_bias)
-    return _ops.separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding,
-                                 dilation, activation or "none")
+        return _unbatch(_ops.pointwise_conv2d(mid, pw_weight, pw_bias), unbatched)
+    return _unbatch(_ops.separable_conv2d(input, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding,
+                                          dilation, activation or "none"), unbatched)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The `segment` command: masks (palette PNGs) and colour overlays for images, from a trained checkpoint."""
+"""The `segment` command: masks (palette PNGs) and colour overlays, from a checkpoint or imported weights."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from atrous.data import read_image
 from atrous.data.palettes import DATASET_INFO
-from atrous.inference import segment
+from atrous.inference import load_imported_weights, segment
 from atrous.training import ModelSpec, build_model, load_model, resolve_impl
 from atrous.viz import overlay
 
@@ -21,6 +21,8 @@ __all__ = ["add_arguments", "main"]
 EXAMPLES = """examples:
   python -m atrous segment photo.jpg street.png --checkpoint demo-out/best.pt --out out/seg
   python -m atrous segment img/*.jpg --checkpoint runs/voc/best.pt --scales 0.75,1,1.25 --flip
+  python -m atrous segment photo.jpg \
+      --weights torchvision:deeplabv3_resnet50=deeplabv3_resnet50_coco-cd0a2569.pth   # imported weights
   python -m atrous segment photo.jpg --random-init --palette cityscapes   # untrained: noise, for plumbing
 
 writes OUT/NAME_mask.png (class ids as palette-indexed pixels: open it as an image, or read the
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, metavar="CKPT",
                         help="checkpoint written by `python -m atrous train` (it names its model and "
                              "classes)")
+    parser.add_argument("--weights", default=None, metavar="KIND:NAME=PATH",
+                        help="imported weights instead of a checkpoint: torchvision:deeplabv3_resnet50=PATH "
+                             "(also _resnet101, _mobilenet_v3_large); VOC classes, ImageNet normalisation")
     parser.add_argument("--random-init", action="store_true",
                         help="run an untrained model (no --checkpoint): the masks are meaningless")
     parser.add_argument("--out", default="out/segment", metavar="DIR",
@@ -63,11 +68,14 @@ def _error(message: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.checkpoint is None and not args.random_init:
-        return _error("no weights: give --checkpoint CKPT (written by `python -m atrous train`), or "
-                      "--random-init to run an untrained model on purpose (its masks are noise)")
-    if args.checkpoint is not None and args.random_init:
-        return _error("--checkpoint and --random-init exclude each other")
+    given = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--weights", args.weights),
+                                      ("--random-init", args.random_init)) if value]
+    if not given:
+        return _error("no weights: give --checkpoint CKPT (written by `python -m atrous train`), --weights "
+                      "torchvision:deeplabv3_resnet50=PATH, or --random-init to run an untrained model on "
+                      "purpose (its masks are noise)")
+    if len(given) > 1:
+        return _error(f"{' and '.join(given)} exclude each other")
     try:
         scales = tuple(float(s) for s in args.scales.split(","))
         if not scales or min(scales) <= 0:
@@ -82,12 +90,15 @@ def main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     impl = resolve_impl(args.impl, device)
 
-    if args.checkpoint is not None:
+    if args.checkpoint is not None or args.weights is not None:
         try:
-            model, state = load_model(args.checkpoint, impl)
+            if args.checkpoint is not None:
+                model, state = load_model(args.checkpoint, impl)
+                info = state.get("dataset", {})
+            else:
+                model, info = load_imported_weights(args.weights, impl)
         except (FileNotFoundError, ValueError) as e:
-            return _error(str(e))
-        info = state.get("dataset", {})
+            return _error(str(e).splitlines()[0])
         classes, palette = info.get("classes"), info.get("palette")
         mean, std = info.get("mean"), info.get("std")
         if args.palette is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from . import transforms
 from .batching import Augmented, pad_collate
-from .build import DataBundle, build_data
+from .build import EVAL_DATASETS, DataBundle, build_data, build_eval_data
 from .cityscapes import CITYSCAPES_ID_TO_TRAIN_ID, Cityscapes, id_to_train_id_lut
 from .files import DatasetLayoutError, SegmentationFiles, SegmentationFolder, read_image, read_label
 from .palettes import (
@@ -41,6 +41,7 @@ __all__ = [
     "CONTEXT_SHAPES_CLASSES",
     "CONTEXT_SHAPES_PALETTE",
     "DATASET_INFO",
+    "EVAL_DATASETS",
     "SIZE_NAMES",
     "VOC_CLASSES",
     "VOC_PALETTE",
@@ -54,6 +55,7 @@ __all__ = [
     "SegmentationFolder",
     "VOCSegmentation",
     "build_data",
+    "build_eval_data",
     "find_voc_root",
     "id_to_train_id_lut",
     "pad_collate",

@@ -15,7 +15,9 @@ from .palettes import palette_for
 from .synthetic import ContextShapes
 from .voc import VOCSegmentation, find_voc_root
 
-__all__ = ["DataBundle", "build_data"]
+__all__ = ["EVAL_DATASETS", "DataBundle", "build_data", "build_eval_data"]
+
+EVAL_DATASETS = ("shapes", "voc", "cityscapes", "folder")
 
 
 @dataclass
@@ -81,3 +83,32 @@ def build_data(config) -> DataBundle:
     val.transform = T.eval_transform(mean, std)
     return DataBundle(train, val, len(classes), tuple(classes), np.asarray(palette).tolist(), tuple(mean),
                       tuple(std))
+
+
+def build_eval_data(dataset: str, data_root=None, split: str = "val", *, num_classes: int | None = None,
+                    size: int = 200, image_size: int = 128, seed: int = 1001, cue: str = "rim",
+                    mean=T.IMAGENET_MEAN, std=T.IMAGENET_STD) -> tuple[Dataset, tuple[str, ...], list]:
+    """``(dataset, classes, palette)`` to evaluate on, normalised with ``mean``/``std``: a split of VOC,
+    Cityscapes or a folder (``data_root``), or ``size`` generated ContextShapes images (``seed``: 1001
+    is the validation set of ``atrous train``'s defaults)."""
+    if dataset not in EVAL_DATASETS:
+        raise ValueError(f"eval: expected dataset in {EVAL_DATASETS}, got {dataset!r}")
+    if dataset == "shapes":
+        data = ContextShapes(size, image_size, seed=seed, cue=cue)
+        palette = palette_for(4, "shapes") if cue == "rim" else palette_for(4)
+    elif data_root is None:
+        raise ValueError(f"eval: expected --data-root for dataset {dataset!r}")
+    elif dataset == "voc":
+        data = VOCSegmentation(data_root, split)
+    elif dataset == "cityscapes":
+        data = Cityscapes(data_root, split)
+    else:
+        data = SegmentationFolder(data_root, split, num_classes)
+    classes = tuple(data.classes)
+    if dataset != "shapes":
+        palette = data.palette
+    if num_classes is not None and num_classes != len(classes):
+        raise ValueError(f"eval: --num-classes {num_classes} differs from the {len(classes)} classes "
+                         f"of dataset {dataset!r}")
+    data.transform = T.eval_transform(mean, std)
+    return data, classes, np.asarray(palette).tolist()

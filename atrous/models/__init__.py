@@ -7,7 +7,9 @@ Models (every one at output stride 8, 16 or 32; see :data:`MODELS`, :func:`list_
     model = M.deeplabv3_resnet101(num_classes=21, output_stride=8)         # DeepLabV3 with multi-grid
     M.summary(model, (513, 513))                                           # per-layer table
 
-Pretrained weights, for those who have them (nothing is downloaded here)::
+Pretrained weights, for those who have them (nothing is downloaded unless a URL is given)::
+
+    model = M.deeplabv3plus_xception65(weights_backbone="xception65.pth")      # timm state dict on disk
 
     M.load_timm_xception(model, timm.create_model("xception65", pretrained=True))   # ImageNet backbone
     model = M.deeplabv3_from_torchvision(torch.load("deeplabv3_resnet50_coco-cd0a2569.pth"))
@@ -28,6 +30,7 @@ from .deeplab import (
     torchvision_deeplabv3,
 )
 from .mobilenetv3 import MobileNetV3, mobilenet_v3_large
+from .pretrained import download_weights, load_backbone_weights
 from .registry import MODELS, get_model, list_models, register_model
 from .resnet import Bottleneck, ResNet, resnet50, resnet101
 from .summary import LayerSummary, ModelSummary, summary
@@ -100,8 +103,10 @@ __all__ = [
     "deeplabv3plus_xception65",
     "deeplabv3plus_xception71",
     "default_aspp_rates",
+    "download_weights",
     "get_model",
     "list_models",
+    "load_backbone_weights",
     "load_timm_xception",
     "load_torchvision_backbone",
     "load_torchvision_deeplabv3",

@@ -13,6 +13,7 @@ built with an auxiliary head, a dict ``{"out": logits, "aux": aux_logits}`` as t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +40,29 @@ __all__ = [
 
 BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large", "xception41", "xception65", "xception71")
 _MULTI_GRID_DEFAULT = (1, 2, 4)
+
+
+def resolve_aux_loss(where: str, aux_loss: bool, aux: bool | None) -> bool:
+    """``aux_loss`` (torchvision's name, the one name atrous uses), with the old ``aux`` keyword as a
+    deprecated alias."""
+    if aux is None:
+        return bool(aux_loss)
+    warnings.warn(f"{where}: the argument aux= is deprecated, use aux_loss= (torchvision's name)",
+                  DeprecationWarning, stacklevel=3)
+    return bool(aux or aux_loss)
+
+
+def with_backbone_weights(model: nn.Module, weights_backbone, sha256: str | None = None) -> nn.Module:
+    """Load ``weights_backbone`` (a path, URL or state dict; None: keep the random initialisation) into
+    ``model.backbone``; the provenance is kept as ``model.backbone_provenance`` (plain data)."""
+    model.backbone_provenance = None
+    if weights_backbone is None:
+        return model
+    # Imported here: atrous.models.pretrained imports weights, which imports this module (DeepLabV3).
+    from .pretrained import load_backbone_weights
+
+    model.backbone_provenance = load_backbone_weights(model, weights_backbone, sha256=sha256)
+    return model
 
 
 def build_backbone(name: str, output_stride: int = 16, *, multi_grid: Sequence[int] | None = None,
@@ -75,13 +99,15 @@ class DeepLabV3(nn.Module):
         separable_aspp: atrous separable ASPP branches instead of dense ones.
         dropout: after the ASPP projection.
         head_conv: torchvision's extra 3x3 conv + BN + ReLU between ASPP and classifier (not in the paper).
-        aux: torchvision's auxiliary FCN head on the backbone's ``"aux"`` features (a training aid).
+        aux_loss: torchvision's auxiliary FCN head on the backbone's ``"aux"`` features (a training aid;
+            ``aux`` is its deprecated old name).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int = 21, *, aspp_rates: Sequence[int] | None = None,
                  aspp_channels: int = 256, separable_aspp: bool = False, dropout: float = 0.1,
-                 head_conv: bool = False, aux: bool = False) -> None:
+                 head_conv: bool = False, aux_loss: bool = False, aux: bool | None = None) -> None:
         super().__init__()
+        aux = resolve_aux_loss("DeepLabV3", aux_loss, aux)
         _check_backbone(backbone, "DeepLabV3", ("out_channels",) + (("aux_channels",) if aux else ()))
         self.backbone = backbone
         self.num_classes = num_classes
@@ -120,13 +146,15 @@ class DeepLabV3Plus(nn.Module):
         dropout: after the ASPP projection.
         low_level_projection: channels of the low-level 1x1 projection (48, paper Table 1).
         decoder_channels: width of the decoder's two 3x3 convs (256, paper Table 2).
-        aux: an auxiliary FCN head on the backbone's ``"aux"`` features.
+        aux_loss: an auxiliary FCN head on the backbone's ``"aux"`` features (``aux``: deprecated alias).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int = 21, *, aspp_rates: Sequence[int] | None = None,
                  aspp_channels: int = 256, separable: bool = True, dropout: float = 0.1,
-                 low_level_projection: int = 48, decoder_channels: int = 256, aux: bool = False) -> None:
+                 low_level_projection: int = 48, decoder_channels: int = 256, aux_loss: bool = False,
+                 aux: bool | None = None) -> None:
         super().__init__()
+        aux = resolve_aux_loss("DeepLabV3Plus", aux_loss, aux)
         _check_backbone(backbone, "DeepLabV3Plus",
                         ("out_channels", "low_level_channels") + (("aux_channels",) if aux else ()))
         self.backbone = backbone
@@ -161,32 +189,45 @@ def _multi_grid_for(backbone: str, multi_grid):
 
 def deeplabv3(backbone: str = "resnet101", num_classes: int = 21, output_stride: int = 16, *,
               multi_grid: Sequence[int] | None | str = "default", aspp_rates: Sequence[int] | None = None,
-              separable_aspp: bool = False, dropout: float = 0.1, head_conv: bool = False, aux: bool = False,
-              in_channels: int = 3, impl: str | None = None) -> DeepLabV3:
+              separable_aspp: bool = False, dropout: float = 0.1, head_conv: bool = False,
+              aux_loss: bool = False, in_channels: int = 3, impl: str | None = None,
+              weights_backbone=None, weights_backbone_sha256: str | None = None,
+              aux: bool | None = None) -> DeepLabV3:
     """DeepLabV3 as in the paper: output stride 16, ASPP rates (6, 12, 18) (doubled at 8), image
     pooling, multi-grid (1, 2, 4) in a ResNet's last stage (``multi_grid="default"``; None for none).
 
     ``impl`` sets every convolution's implementation ("atrous", "torch"; None follows
-    :func:`atrous.nn.use_impl`).
+    :func:`atrous.nn.use_impl`). ``aux_loss`` adds torchvision's auxiliary head (the model then returns
+    ``{"out", "aux"}``; ``aux`` is the deprecated old name). ``weights_backbone``: pretrained backbone
+    weights, a path, URL or state dict (timm Xception, torchvision ResNet/MobileNetV3, an atrous
+    checkpoint; see :mod:`atrous.models.pretrained`); a URL is checked against
+    ``weights_backbone_sha256`` (or the hash in its file name) and cached.
     """
+    aux_loss = resolve_aux_loss("deeplabv3", aux_loss, aux)
     net = build_backbone(backbone, output_stride, multi_grid=_multi_grid_for(backbone, multi_grid),
                          in_channels=in_channels)
     model = DeepLabV3(net, num_classes, aspp_rates=aspp_rates, separable_aspp=separable_aspp, dropout=dropout,
-                      head_conv=head_conv, aux=aux)
+                      head_conv=head_conv, aux_loss=aux_loss)
+    with_backbone_weights(model, weights_backbone, weights_backbone_sha256)
     return set_impl(model, impl)
 
 
 def deeplabv3plus(backbone: str = "xception65", num_classes: int = 21, output_stride: int = 16, *,
                   multi_grid: Sequence[int] | None | str = "default", aspp_rates: Sequence[int] | None = None,
-                  separable: bool = True, dropout: float = 0.1, aux: bool = False, in_channels: int = 3,
-                  impl: str | None = None) -> DeepLabV3Plus:
+                  separable: bool = True, dropout: float = 0.1, aux_loss: bool = False, in_channels: int = 3,
+                  impl: str | None = None, weights_backbone=None, weights_backbone_sha256: str | None = None,
+                  aux: bool | None = None) -> DeepLabV3Plus:
     """DeepLabV3+ as in the paper: aligned Xception-65 at output stride 16, separable ASPP with rates
     (6, 12, 18) (doubled at 8), decoder with 48-channel low-level projection and two separable 3x3
-    convs of 256. ``multi_grid="default"`` gives (1, 2, 4) to ResNet backbones, nothing to others."""
+    convs of 256. ``multi_grid="default"`` gives (1, 2, 4) to ResNet backbones, nothing to others.
+    ``aux_loss`` adds an auxiliary FCN head (``aux``: deprecated alias). ``weights_backbone``: as
+    :func:`deeplabv3`."""
+    aux_loss = resolve_aux_loss("deeplabv3plus", aux_loss, aux)
     net = build_backbone(backbone, output_stride, multi_grid=_multi_grid_for(backbone, multi_grid),
                          in_channels=in_channels)
     model = DeepLabV3Plus(net, num_classes, aspp_rates=aspp_rates, separable=separable, dropout=dropout,
-                          aux=aux)
+                          aux_loss=aux_loss)
+    with_backbone_weights(model, weights_backbone, weights_backbone_sha256)
     return set_impl(model, impl)
 
 
@@ -209,4 +250,4 @@ def torchvision_deeplabv3(backbone: str, num_classes: int = 21, aux_loss: bool =
             f"torchvision_deeplabv3: expected backbone in {tuple(_TORCHVISION_OUTPUT_STRIDE)}, "
             f"got {backbone!r}")
     return deeplabv3(backbone, num_classes, _TORCHVISION_OUTPUT_STRIDE[backbone], multi_grid=None,
-                     aspp_rates=(12, 24, 36), dropout=0.5, head_conv=True, aux=aux_loss, impl=impl)
+                     aspp_rates=(12, 24, 36), dropout=0.5, head_conv=True, aux_loss=aux_loss, impl=impl)

@@ -27,7 +27,7 @@ from torch import nn
 from ..nn import AtrousSeparableConv2d, ConvBNAct, set_impl
 from .aspp import default_aspp_rates
 from .common import StrideSchedule, check_output_stride, init_weights
-from .deeplab import DeepLabV3Plus
+from .deeplab import DeepLabV3Plus, resolve_aux_loss, with_backbone_weights
 from .registry import register_model
 from .transforms import undilate
 
@@ -110,19 +110,24 @@ class SlimXception(nn.Module):
 def deeplabv3plus_small(num_classes: int = 4, output_stride: int = 16, *,
                         aspp_rates: Sequence[int] | None = None, aspp_channels: int = 64,
                         decoder_channels: int = 64, low_level_projection: int = 16, dropout: float = 0.1,
-                        dilated: bool = True, aux: bool = False, in_channels: int = 3,
-                        impl: str | None = None) -> nn.Module:
+                        dilated: bool = True, aux_loss: bool = False, in_channels: int = 3,
+                        impl: str | None = None, weights_backbone=None,
+                        weights_backbone_sha256: str | None = None, aux: bool | None = None) -> nn.Module:
     """The small DeepLabV3+ (0.21 M parameters): :class:`SlimXception`, separable ASPP of
     ``aspp_channels`` with :func:`small_aspp_rates`, decoder of ``decoder_channels``.
 
-    ``dilated=False`` builds the same network with every dilation set to 1 (:func:`undilate`); ``aux``
-    adds an auxiliary FCN head on the stage-3 features, as the other factories.
+    ``dilated=False`` builds the same network with every dilation set to 1 (:func:`undilate`);
+    ``aux_loss`` adds an auxiliary FCN head on the stage-3 features, as the other factories (``aux``:
+    deprecated alias). ``weights_backbone``: a checkpoint of this model (its ``backbone.*``) or the
+    backbone's state dict, as :func:`~atrous.models.deeplabv3`.
     """
+    aux_loss = resolve_aux_loss("deeplabv3plus_small", aux_loss, aux)
     backbone = SlimXception(output_stride, in_channels)
     rates = small_aspp_rates(output_stride) if aspp_rates is None else tuple(aspp_rates)
     model = DeepLabV3Plus(backbone, num_classes, aspp_rates=rates, aspp_channels=aspp_channels,
                           separable=True, dropout=dropout, low_level_projection=low_level_projection,
-                          decoder_channels=decoder_channels, aux=aux)
+                          decoder_channels=decoder_channels, aux_loss=aux_loss)
     if not dilated:
         undilate(model)
+    with_backbone_weights(model, weights_backbone, weights_backbone_sha256)
     return set_impl(model, impl)

@@ -16,6 +16,7 @@ torchvision models and compare outputs.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -225,16 +226,22 @@ def _infer_torchvision_deeplabv3(state: Mapping[str, torch.Tensor]) -> tuple[str
                             "(backbone.layer4.*) nor MobileNetV3-Large (backbone.16.*)")
 
 
-def deeplabv3_from_torchvision(state_dict, *, aux: bool | None = None, impl: str | None = None) -> DeepLabV3:
+def deeplabv3_from_torchvision(state_dict, *, aux_loss: bool | None = None, impl: str | None = None,
+                               aux: bool | None = None) -> DeepLabV3:
     """Build the matching :class:`DeepLabV3` for a torchvision DeepLabV3 checkpoint and load it.
 
     The backbone, the number of classes and the auxiliary head are read from the checkpoint.
-    ``aux=False`` drops the auxiliary head explicitly (its keys are then ignored); ``aux=None`` keeps
-    what the checkpoint has. E.g. with torchvision's COCO weights::
+    ``aux_loss=False`` drops the auxiliary head explicitly (its keys are then ignored); ``None`` keeps
+    what the checkpoint has (``aux``: deprecated alias). E.g. with torchvision's COCO weights::
 
         sd = torch.load("deeplabv3_resnet50_coco-cd0a2569.pth")
         model = atrous.models.deeplabv3_from_torchvision(sd).eval()
     """
+    if aux is not None:
+        warnings.warn("deeplabv3_from_torchvision: the argument aux= is deprecated, use aux_loss= "
+                      "(torchvision's name)", DeprecationWarning, stacklevel=2)
+        aux_loss = aux if aux_loss is None else aux_loss
+    aux = aux_loss
     state = _state_dict(state_dict, "deeplabv3_from_torchvision")
     backbone, num_classes, has_aux = _infer_torchvision_deeplabv3(state)
     build_aux = has_aux if aux is None else bool(aux)

@@ -25,7 +25,16 @@ from .distributed import (
     convert_sync_batchnorm,
     setup_distributed,
 )
-from .loop import TrainResult, evaluate, poly_lr, resolve_impl, seed_everything, train
+from .loop import (
+    TrainResult,
+    evaluate,
+    model_kwargs,
+    poly_lr,
+    resolve_impl,
+    seed_everything,
+    segmentation_loss,
+    train,
+)
 
 __all__ = [
     "DATASETS",
@@ -45,11 +54,13 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "load_model",
+    "model_kwargs",
     "poly_lr",
     "predict",
     "resolve_impl",
     "save_checkpoint",
     "seed_everything",
+    "segmentation_loss",
     "setup_distributed",
     "train",
 ]

@@ -60,10 +60,11 @@ def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, spec: ModelSpec, optimizer=None,
                     scaler=None, step: int = 0, config: dict | None = None, dataset: dict | None = None,
                     history: list | None = None, losses: list | None = None,
-                    metrics: dict | None = None) -> Path:
+                    metrics: dict | None = None, backbone_weights: dict | None = None) -> Path:
     """Write a checkpoint atomically (a temporary file renamed over ``path``); returns the path.
 
     ``dataset`` carries what inference needs: ``classes``, ``palette`` (list of RGB), ``mean``, ``std``.
+    ``backbone_weights``: where the initial backbone weights came from (plain data; None: random).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, spec: ModelSpe
         "history": list(history or []),
         "losses": list(losses or []),
         "metrics": dict(metrics or {}),
+        "backbone_weights": dict(backbone_weights) if backbone_weights else None,
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)

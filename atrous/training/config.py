@@ -26,6 +26,14 @@ class TrainConfig:
     output_stride: int = _f(8, "output stride: 8, 16 or 32", choices=(8, 16, 32))
     dilated: bool = _f(True, "keep the atrous rates; --no-dilated sets every dilation to 1 (same strides)")
     dropout: float | None = _f(None, "dropout after the ASPP projection (default: the model's, 0.1)")
+    aux_loss: bool = _f(False, "build the model with an auxiliary FCN head (torchvision's aux_loss) and "
+                               "train it with --aux-loss-weight")
+    aux_loss_weight: float = _f(0.5, "weight of the auxiliary head's loss when the model has one "
+                                     "(torchvision's reference: 0.5)")
+    backbone_weights: str | None = _f(None, "pretrained backbone: a file or URL holding a timm Xception, "
+                                            "torchvision ResNet-50/101 or MobileNetV3-Large state dict, or "
+                                            "an atrous checkpoint (default: random initialisation)")
+    backbone_weights_sha256: str | None = _f(None, "sha256 (or prefix) a --backbone-weights URL must match")
     impl: str = _f("auto", "convolutions: 'atrous' (our kernels), 'torch' (F.conv2d), 'auto' (atrous where "
                            "it runs: CPU)", choices=("auto", "atrous", "torch"))
     # ---- data
@@ -79,6 +87,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig: expected {name} to be an int >= 1, got {value!r}")
+        if not self.aux_loss_weight >= 0:
+            raise ValueError(f"TrainConfig: expected aux_loss_weight >= 0, got {self.aux_loss_weight}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig: expected lr > 0, got {self.lr}")
         if self.output_stride not in (8, 16, 32):

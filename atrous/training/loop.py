@@ -25,6 +25,7 @@ from .._extension import ExtensionNotBuiltError
 from ..data import DataBundle, build_data, pad_collate
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
+from ..models.pretrained import load_backbone_weights
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import (
@@ -41,7 +42,8 @@ try:
 except ExtensionNotBuiltError:  # impl="torch" trains without the compiled kernels
     _ops = None
 
-__all__ = ["TrainResult", "evaluate", "poly_lr", "resolve_impl", "seed_everything", "train"]
+__all__ = ["TrainResult", "evaluate", "model_kwargs", "poly_lr", "resolve_impl", "seed_everything",
+           "segmentation_loss", "train"]
 
 
 @dataclass
@@ -121,6 +123,30 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, batch_size
 
 # ---- training --------------------------------------------------------------------------------------
 
+def model_kwargs(config: TrainConfig) -> dict:
+    """The factory keyword arguments a config adds to the model's defaults (recorded in the checkpoint)."""
+    kwargs: dict = {} if config.dropout is None else {"dropout": config.dropout}
+    if config.aux_loss:
+        kwargs["aux_loss"] = True
+    return kwargs
+
+
+def segmentation_loss(outputs, masks: torch.Tensor, ignore_index: int = 255, aux_weight: float = 0.5,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed pixel cross-entropy of the logits, plus ``aux_weight`` times that of the auxiliary head's
+    logits when the model returns ``{"out", "aux"}`` (torchvision's reference: 0.5)."""
+    logits = outputs["out"] if isinstance(outputs, dict) else outputs
+    terms = [(logits, 1.0)]
+    if isinstance(outputs, dict) and outputs.get("aux") is not None and aux_weight:
+        terms.append((outputs["aux"], aux_weight))
+    total = None
+    for out, w in terms:
+        if out.dtype not in (torch.float32, torch.float64):  # float16 under autocast
+            out = out.float()
+        term = w * F.cross_entropy(out, masks, weight=weight, ignore_index=ignore_index, reduction="sum")
+        total = term if total is None else total + term
+    return total
+
 def _log(ctx: DistributedContext, message: str) -> None:
     if ctx.is_main:
         print(message, flush=True)
@@ -160,7 +186,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
     data = build_data(config)
     impl = resolve_impl(config.impl, device)
     spec = ModelSpec(config.model, data.num_classes, config.output_stride, config.dilated,
-                     {} if config.dropout is None else {"dropout": config.dropout})
+                     model_kwargs(config))
 
     resume_path = None
     if config.resume == "auto":
@@ -173,6 +199,14 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
                          f"the config asks for {spec.as_dict()}")
 
     model = build_model(spec, impl)
+    provenance = None
+    if state is not None:
+        provenance = state.get("backbone_weights")
+    elif config.backbone_weights:
+        provenance = load_backbone_weights(model, config.backbone_weights,
+                                           sha256=config.backbone_weights_sha256)
+        _log(ctx, f"train: backbone weights from {provenance['source']} ({provenance['format']}, "
+                  f"{provenance['tensors']} tensors, sha256 {provenance['sha256'][:12]})")
     dtype = getattr(torch, config.dtype)
     model.to(device, dtype)  # before loading, so float64 weights are not rounded through float32
     if state is not None:
@@ -225,7 +259,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             return None
         return save_checkpoint(out / name, model=model, spec=spec, optimizer=optimizer, scaler=scaler,
                                step=step, config=meta["config"], dataset=meta["dataset"], history=history,
-                               losses=losses, metrics=metrics)
+                               losses=losses, metrics=metrics, backbone_weights=provenance)
 
     checkpoint = None
     ddp.train()
@@ -248,11 +282,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             images = batch["image"].to(device, dtype, non_blocking=True).contiguous(memory_format=layout)
             masks = batch["mask"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = ddp(images)
-                logits = logits["out"] if isinstance(logits, dict) else logits
-            if logits.dtype not in (torch.float32, torch.float64):  # float16 under autocast
-                logits = logits.float()
-            local_sum = F.cross_entropy(logits, masks, ignore_index=data.ignore_index, reduction="sum")
+                outputs = ddp(images)
+            local_sum = segmentation_loss(outputs, masks, data.ignore_index, config.aux_loss_weight)
             # Normalise by the labelled pixels of the *global* batch (one all-reduce), times the world size
             # because DDP averages gradients: every process count gives the one-process gradient.
             totals = torch.stack([local_sum.detach().double(), (masks != data.ignore_index).sum().double()])

@@ -43,6 +43,10 @@ class ConvCase:
     bias: bool
     layout: str
     dtype: torch.dtype
+    unbatched: bool = False  # input (C, H, W), as F.conv2d accepts; n is then ignored
+
+    def input_shape(self) -> tuple:
+        return (self.c, self.h, self.w) if self.unbatched else (self.n, self.c, self.h, self.w)
 
     def conv_kwargs(self) -> dict:
         if self.kind == "pointwise":
@@ -61,7 +65,9 @@ class ConvCase:
 
 
 def lay_out(t: torch.Tensor, layout: str) -> torch.Tensor:
-    """The same values in another memory layout."""
+    """The same values in another memory layout (a 3-D (C, H, W) tensor's channels_last is HWC)."""
+    if layout == "channels_last" and t.dim() == 3:
+        return t.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, H, W) view of HWC memory
     if layout == "channels_last":
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":  # a non-contiguous view: every other column of a wider tensor
@@ -87,9 +93,11 @@ def axis_params(draw, size: int, kernel: int):
 
 
 @st.composite
-def conv_cases(draw, kind: str, dtypes=(torch.float64,), max_batch: int = 3, channels=None):
+def conv_cases(draw, kind: str, dtypes=(torch.float64,), max_batch: int = 3, channels=None,
+               unbatched: bool = False):
     """A random convolution. `channels`: a list to draw C from (default 1..4); the vectorised
-    rungs need C of a vector or more (16, 32, 64 floats) with tails to exercise their blocks."""
+    rungs need C of a vector or more (16, 32, 64 floats) with tails to exercise their blocks.
+    `unbatched`: every input is (C, H, W), as F.conv2d accepts."""
     n = draw(st.integers(0, max_batch))
     c = draw(st.sampled_from(channels)) if channels else draw(st.integers(1, 4))
     h, w = draw(st.sampled_from(SIZES)), draw(st.sampled_from(SIZES))
@@ -106,7 +114,8 @@ def conv_cases(draw, kind: str, dtypes=(torch.float64,), max_batch: int = 3, cha
     else:
         out_c = draw(st.integers(1, 5))
     return ConvCase(kind, n, c, out_c, h, w, kh, kw, (sh, sw), (ph, pw), (dh, dw),
-                    draw(st.booleans()), draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(dtypes)))
+                    draw(st.booleans()), draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(dtypes)),
+                    unbatched)
 
 
 def tolerances(dtype: torch.dtype) -> dict:
@@ -133,7 +142,7 @@ def run_case(case: ConvCase, seed: int = 0, algo: str = "auto", device: str = "c
     """Forward and all gradients of ours (kernel rung `algo`, on `device`), F.conv2d and the
     reference (both on the CPU). The same values are drawn on the CPU for every device."""
     gen = torch.Generator().manual_seed(seed)
-    x0 = torch.randn(case.n, case.c, case.h, case.w, dtype=case.dtype, generator=gen)
+    x0 = torch.randn(*case.input_shape(), dtype=case.dtype, generator=gen)
     w0 = torch.randn(*case.weight_shape(), dtype=case.dtype, generator=gen)
     b0 = torch.randn(case.out_c, dtype=case.dtype, generator=gen) if case.bias else None
     ours, ref = OPS[case.kind]
@@ -149,7 +158,11 @@ def run_case(case: ConvCase, seed: int = 0, algo: str = "auto", device: str = "c
 
     y, g = grads(lambda x, w, b: ours(x, w, b, **case.conv_kwargs(), algo=algo), case.layout, device)
     y_t, g_t = grads(lambda x, w, b: F.conv2d(x, w, b, **case.torch_kwargs()), "contiguous")
-    y_r, g_r = grads(lambda x, w, b: ref(x, w, b, **case.conv_kwargs()), "contiguous")
+    if case.unbatched:  # the reference is 4-D only: a batch of one
+        y_r, g_r = grads(lambda x, w, b: ref(x.unsqueeze(0), w, b, **case.conv_kwargs()).squeeze(0),
+                         "contiguous")
+    else:
+        y_r, g_r = grads(lambda x, w, b: ref(x, w, b, **case.conv_kwargs()), "contiguous")
     return (y, g), (y_t, g_t), (y_r, g_r)
 
 
@@ -161,6 +174,9 @@ def check_case(case: ConvCase, seed: int = 0, algo: str = "auto", device: str = 
     for name, a, t, r in zip(names, (y, *g), (y_t, *g_t), (y_r, *g_r)):
         assert_relative(a, t, case.dtype, f"{name} vs F.conv2d ({case}, algo={algo}, {device})")
         assert_relative(a, r, case.dtype, f"{name} vs reference ({case}, algo={algo}, {device})")
+    if case.unbatched:
+        assert y.dim() == 3 and g[0].dim() == 3, "unbatched in, unbatched out (as F.conv2d)"
+        return
     # Documented layout rule: channels_last in, channels_last out.
     if case.layout == "channels_last" and case.c > 1 and case.h * case.w > 1 and y.numel() > 0:
         assert y.is_contiguous(memory_format=torch.channels_last), "output should be channels_last"

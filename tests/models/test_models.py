@@ -41,7 +41,7 @@ def test_every_model_at_every_output_stride(backbone, output_stride):
     torch.manual_seed(0)
     H, W = 33, 47
     x = torch.randn(2, 3, H, W)
-    v3plus = M.deeplabv3plus(backbone, num_classes=4, output_stride=output_stride, aux=True).eval()
+    v3plus = M.deeplabv3plus(backbone, num_classes=4, output_stride=output_stride, aux_loss=True).eval()
     v3 = M.deeplabv3(backbone, num_classes=4, output_stride=output_stride).eval()
     net = v3plus.backbone
     assert net.output_stride == output_stride
@@ -251,7 +251,7 @@ def test_atrous_impl_matches_torch_impl(name, output_stride):
     """Outputs, input gradients and every parameter's gradient of impl='atrous' against F.conv2d
     (impl='torch'), float64, training mode (batch statistics, dropout with the same seed)."""
     torch.manual_seed(0)
-    model = M.MODELS[name](num_classes=3, output_stride=output_stride, aux=True).double().train()
+    model = M.MODELS[name](num_classes=3, output_stride=output_stride, aux_loss=True).double().train()
     x = torch.randn(2, 3, 29, 35, dtype=torch.float64)
     out_a, gx_a, gp_a = _forward_backward(model, x, "atrous")
     out_t, gx_t, gp_t = _forward_backward(model, x, "torch")

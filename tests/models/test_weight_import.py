@@ -148,7 +148,7 @@ def test_strict_aux():
         M.load_torchvision_deeplabv3(no_aux, source)
     M.load_torchvision_deeplabv3(no_aux, source, strict_aux=False)
     assert torch.equal(no_aux.classifier.weight, source["classifier.4.weight"])
-    dropped = M.deeplabv3_from_torchvision(source, aux=False)
+    dropped = M.deeplabv3_from_torchvision(source, aux_loss=False)
     assert dropped.aux_classifier is None
     # a checkpoint without the aux head cannot fill a model that has one, strict_aux or not
     with pytest.raises(M.WeightImportError, match="(?s)missing from the checkpoint.*aux_classifier"):

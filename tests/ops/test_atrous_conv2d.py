@@ -26,6 +26,14 @@ def test_matches_torch_float32(device, algo, case):
     check_case(case, algo=algo, device=device)
 
 
+
+@pytest.mark.parametrize("device,algo", ALGOS)
+@settings(max_examples=25)
+@given(case=conv_cases("dense", dtypes=(torch.float32, torch.float64), unbatched=True))
+def test_matches_torch_unbatched(device, algo, case):
+    # An unbatched (C, H, W) input, as F.conv2d takes it: forward and every gradient.
+    check_case(case, algo=algo, device=device)
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_hand_computed_two_channels(device):
     # Channel 0 is all ones, channel 1 all twos, on a 3x3 plane. A 2x2 kernel with dilation 2

@@ -69,3 +69,34 @@ def test_export_graph_contains_our_ops(device):
             "atrous.atrous_conv2d.default"} <= targets
     assert not any("convolution" in t for t in targets)
     torch.testing.assert_close(program.module()(x), module(x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_unbatched_input_matches_eager_and_torch(device):
+    # A (C, H, W) input through torch.compile: the wrappers add the batch of one inside the graph.
+    torch._dynamo.reset()
+    module = SeparableBlock().to(device)
+    x = torch.randn(4, 13, 11).to(device)
+    compiled = torch.compile(module, fullgraph=True, backend="inductor")
+    y_e, gx_e, gp_e = _forward_backward(module, x)
+    y_c, gx_c, gp_c = _forward_backward(compiled, x)
+    assert y_c.shape == x.shape and gx_c.shape == x.shape
+    torch.testing.assert_close(y_c, y_e)
+    torch.testing.assert_close(gx_c, gx_e)
+    for a, b in zip(gp_c, gp_e):
+        torch.testing.assert_close(a, b)
+    # ... and eager unbatched equals the batched op on a batch of one.
+    torch.testing.assert_close(y_e, module(x.unsqueeze(0)).squeeze(0).detach())
+
+
+def test_unbatched_input_on_meta_and_export():
+    # Fake kernels (meta) give the unbatched shape; torch.export keeps the atrous ops.
+    module = SeparableBlock()
+    y = module.to("meta")(torch.empty(4, 10, 9, device="meta"))
+    assert y.shape == (4, 10, 9) and y.device.type == "meta"
+    module = SeparableBlock()
+    x = torch.randn(4, 10, 9)
+    program = torch.export.export(module, (x,))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert "atrous.depthwise_conv2d.default" in targets
+    torch.testing.assert_close(program.module()(x), module(x))

@@ -65,6 +65,14 @@ def test_wide_channel_blocks_and_tails(device, algo):
                         "contiguous", torch.float64), algo=algo, device=device)
 
 
+
+@pytest.mark.parametrize("device,algo", ALGOS)
+@settings(max_examples=25)
+@given(case=conv_cases("depthwise", dtypes=(torch.float32, torch.float64), unbatched=True))
+def test_matches_torch_unbatched(device, algo, case):
+    # An unbatched (C, H, W) input, as F.conv2d takes it: forward and every gradient.
+    check_case(case, algo=algo, device=device)
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_hand_computed_dilated_sum(device):
     # x = 0..24 on a 5x5 grid, a 3x3 kernel of ones, dilation 2, padding 2.

@@ -23,8 +23,17 @@ def t(*shape, dtype=torch.float32, device="cpu"):
 
 # id -> (call(device) -> None, message regex). Each call builds its tensors on `device`.
 CASES = {
-    "input_3d": (lambda d: ops.depthwise_conv2d(t(3, 8, 8, device=d), t(3, 1, 3, 3, device=d)),
-                 r"expected input to be 4-D \(N, C, H, W\), got a 3-D tensor of shape \[3, 8, 8\]"),
+    # The wrappers take (C, H, W) as F.conv2d does; the registered operators only (N, C, H, W).
+    "input_2d": (lambda d: ops.depthwise_conv2d(t(8, 8, device=d), t(3, 1, 3, 3, device=d)),
+                 r"atrous.depthwise_conv2d: expected input to be 3-D \(C, H, W\) or 4-D \(N, C, H, W\), "
+                 r"got a 2-D tensor of shape \[8, 8\]"),
+    "input_5d_pointwise": (lambda d: ops.pointwise_conv2d(t(1, 1, 3, 8, 8, device=d),
+                                                          t(4, 3, 1, 1, device=d)),
+                           r"expected input to be 3-D \(C, H, W\) or 4-D \(N, C, H, W\), got a 5-D tensor"),
+    "direct_call_input_3d": (
+        lambda d: A.depthwise_conv2d(t(3, 8, 8, device=d), t(3, 1, 3, 3, device=d), None, [1, 1], [0, 0],
+                                     [1, 1]),
+        r"expected input to be 4-D \(N, C, H, W\), got a 3-D tensor of shape \[3, 8, 8\]"),
     "depthwise_channel_mismatch": (
         lambda d: ops.depthwise_conv2d(t(1, 3, 8, 8, device=d), t(5, 1, 3, 3, device=d)),
         r"expected weight of shape \(C\*m, 1, kh, kw\) = \(3\*m, 1, kh, kw\) for an input with C=3 channels"

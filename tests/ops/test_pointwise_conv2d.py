@@ -26,6 +26,14 @@ def test_matches_torch_float32(device, algo, case):
     check_case(case, algo=algo, device=device)
 
 
+
+@pytest.mark.parametrize("device,algo", ALGOS)
+@settings(max_examples=25)
+@given(case=conv_cases("pointwise", dtypes=(torch.float32, torch.float64), unbatched=True))
+def test_matches_torch_unbatched(device, algo, case):
+    # An unbatched (C, H, W) input, as F.conv2d takes it: forward and every gradient.
+    check_case(case, algo=algo, device=device)
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_hand_computed(device):
     # Two channels [1, 2] and [3, 4] over two pixels; weight rows (1, 10) and (100, 1000):

@@ -128,3 +128,23 @@ def test_opcheck_and_compile(device):
     fn = torch.compile(lambda *a: ops.separable_conv2d(*a[:5], 1, 2, 2, "relu"), fullgraph=True,
                        backend="aot_eager")
     torch.testing.assert_close(fn(*args[:5]), ops.separable_conv2d(*args[:5], 1, 2, 2, "relu"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_unbatched_input_matches_torch(device, requires_grad):
+    # (C, H, W) in, (C_out, H_out, W_out) out, fused (no grad) and unfused (grad) paths alike.
+    case = dict(n=1, c=5, m=2, out=7, h=13, w=11, kernel=(3, 3), stride=(1, 2), padding=(4, 4),
+                dilation=(4, 3), dw_bias=True, pw_bias=True, relu=True, dtype=torch.float64)
+    x, dw, db, pw, pb = _tensors(case)
+    x3 = x[0].to(device).requires_grad_(requires_grad)
+    y = ops.separable_conv2d(x3, *_to(device, dw, db, pw, pb), case["stride"], case["padding"],
+                             case["dilation"], "relu")
+    expected = _reference(x[0], dw, db, pw, pb, case)  # F.conv2d on the unbatched input
+    assert y.shape == expected.shape == (7, 13, 7)  # W: (11 + 8 - 6 - 1) // 2 + 1
+    assert_relative(y, expected, torch.float64, "unbatched separable")
+    if requires_grad:
+        y.sum().backward()
+        x_ref = x[0].clone().requires_grad_(True)
+        _reference(x_ref, dw, db, pw, pb, case).sum().backward()
+        assert_relative(x3.grad, x_ref.grad, torch.float64, "unbatched separable grad")
