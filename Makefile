@@ -28,14 +28,16 @@ test: install
 install: $(BUILD_STAMP)
 
 # The virtual environment with torch and the build tools (torch must be present before the
-# extension builds, hence --no-build-isolation below).
-$(DEPS_STAMP): setup.py
+# extension builds, hence --no-build-isolation below). torchvision and timm come in the same pip
+# call as torch, so they match it; the package's extras never bring another torch.
+$(DEPS_STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch numpy ninja setuptools wheel
+	$(PIP) install --quiet torch torchvision timm numpy ninja "setuptools>=64" wheel
 	touch $@
 
-# Installs the package in editable mode, which compiles the extension, then prints what was built.
+# Installs the package as README "Install" says (pip, pyproject.toml, --no-build-isolation against
+# the venv's torch), editable for kernel work; compiles the extension, then prints what was built.
 $(BUILD_STAMP): $(DEPS_STAMP) $(CSRC) setup.py pyproject.toml
 	$(PIP) install --quiet --no-build-isolation -e '.[test]'
 	$(PY) -m atrous.info

@@ -1,14 +1,27 @@
-"""Build script of atrous: compiles the C++ (always) and CUDA (when possible) kernels into atrous._C."""
+"""Build script of atrous: compiles the C++ (always) and CUDA (when possible) kernels into atrous._C.
+
+The package metadata is in pyproject.toml. ATROUS_NO_EXTENSION=1 installs without compiling anything
+(models then run with impl="torch"). The kernel sources ship inside the package (atrous/csrc) for the
+tutorials.
+"""
 
 import glob
 import importlib.util
 import json
 import os
+import shutil
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
+from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+NO_EXTENSION = os.environ.get("ATROUS_NO_EXTENSION", "") not in ("", "0")
+NO_TORCH_HELP = (
+    "atrous: compiling the kernels needs torch, and {python} cannot import it ({error}). Install torch "
+    "first (`pip install torch`), then build against it: `pip install --no-build-isolation .` (or a git "
+    "url); or install without compiling: `ATROUS_NO_EXTENSION=1 pip install .`"
+)
 
 
 def _load_build_env():
@@ -20,8 +33,16 @@ def _load_build_env():
     return module
 
 
+def _import_torch():
+    try:
+        import torch
+    except ImportError as e:  # one line saying what to run, not a traceback from deep in the build
+        sys.exit(NO_TORCH_HELP.format(python=sys.executable, error=e))
+    return torch
+
+
 def _extensions_and_cmdclass():
-    import torch
+    torch = _import_torch()
 
     build_env = _load_build_env()
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -66,6 +87,7 @@ def _extensions_and_cmdclass():
         )
 
     config = {
+        "extension": True,
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "with_cuda": plan.with_cuda,
@@ -88,31 +110,30 @@ def _extensions_and_cmdclass():
     return [ext], {"build_ext": build_ext}
 
 
-# Metadata-only commands (egg_info, sdist) must not need torch.
-_needs_build = not any(arg in ("egg_info", "sdist", "--name", "--version") for arg in sys.argv[1:])
+class BuildPy(build_py):
+    """Also ships the kernel sources (csrc/ -> atrous/csrc, read by atrous.sources() and the tutorials)
+    and, for ATROUS_NO_EXTENSION=1, a build record saying that nothing was compiled."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:  # an editable install reads the repository's csrc/ directly
+            return
+        package = os.path.join(self.build_lib, "atrous")
+        target = os.path.join(package, "csrc")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(os.path.join(ROOT, "csrc"), target,
+                        ignore=shutil.ignore_patterns("*.o", "*.so", "__pycache__"))
+        if NO_EXTENSION:  # and no compiled module left in build/ by an earlier build
+            for stale in glob.glob(os.path.join(package, "_C*")):
+                os.remove(stale)
+            with open(os.path.join(package, "_build_config.json"), "w") as f:
+                json.dump({"extension": False, "reason": "installed with ATROUS_NO_EXTENSION=1"}, f, indent=2)
+
+
+# Metadata-only commands (egg_info, dist_info, sdist) must not need torch.
+_needs_build = not NO_EXTENSION and not any(
+    arg in ("egg_info", "dist_info", "sdist", "clean", "--name", "--version") for arg in sys.argv[1:])
 ext_modules, cmdclass = _extensions_and_cmdclass() if _needs_build else ([], {})
 
-setup(
-    name="atrous",
-    version="0.1.0",
-    description="Hand-written atrous (dilated) convolution kernels and DeepLabV3/V3+ on top of them",
-    long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
-    long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["atrous", "atrous.*"]),
-    package_data={"atrous": ["_build_config.json"]},
-    install_requires=["torch>=2.4", "numpy", "matplotlib>=3.7", "pillow", "tqdm"],
-    extras_require={
-        # torchvision and timm: the weight-import tests build their models (randomly initialised);
-        # onnx*: the export test of impl="torch".
-        # jupytext, nbclient, nbformat, ipykernel: the tutorials run as notebooks in the suite;
-        # ipywidgets: the interactive pictures are tested with and without it.
-        "test": ["pytest>=7", "hypothesis>=6.80", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
-                 "jupytext", "nbclient", "nbformat", "ipykernel", "ipywidgets", "ruff==0.17.6"],
-        # `make notebooks`: JupyterLab, and ipywidgets for the sliders of the interactive pictures.
-        "tutorials": ["jupyterlab", "ipywidgets"],
-    },
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-    zip_safe=False,
-)
+# Name, version, dependencies, extras and the `atrous` command are in pyproject.toml ([project]).
+setup(ext_modules=ext_modules, cmdclass={**cmdclass, "build_py": BuildPy})

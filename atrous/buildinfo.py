@@ -10,7 +10,7 @@ import re
 import torch
 
 from . import __version__
-from ._extension import BUILD_HELP, load, try_load
+from ._extension import BUILD_HELP, load, mode, sources, try_load
 
 __all__ = ["build_config", "collect", "compiled_archs", "format_report", "kernel_table", "operator_names"]
 
@@ -75,6 +75,8 @@ def collect() -> dict:
             [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             if torch.cuda.is_available() else []
         ),
+        "mode": mode(),
+        "sources": None if sources() is None else str(sources()),
         "extension": None if ext is None else ext.__file__,
         "extension_error": error,
         "build": build_config(),
@@ -103,7 +105,10 @@ def format_report(info: dict) -> str:
         + f"{info['threads']} threads",
         f"GPU visible  {'yes: ' + ', '.join(info['gpus']) if info['gpu_visible'] else 'no'}",
     ]
-    if info["extension"] is None:
+    if info.get("mode") == "no-extension":
+        lines.append("mode         no-extension: installed without compiled kernels; models, receptive "
+                     "fields, pictures and training run with impl='torch' (F.conv2d)")
+    elif info["extension"] is None:
         lines.append(f"extension    NOT LOADED: {info['extension_error']}")
     else:
         lines += [
@@ -126,8 +131,9 @@ def format_report(info: dict) -> str:
         for name, row in info["kernels"].items():
             marks = "  ".join(("yes" if row[k] else "no ").ljust(len(k)) for k in ("CPU", "CUDA"))
             lines.append(f"    {name:34s} {marks}")
+    lines.append(f"sources      {info.get('sources') or 'not shipped'} (the C++/CUDA the tutorials show)")
     build = info["build"]
-    if build:
+    if build and build.get("extension") is not False:
         lines.append("build configuration (setup.py)")
         for key in ("cuda_home", "cuda_home_found_by", "cuda_toolkit_version", "cuda_arch_list", "cxx_flags"):
             lines.append(f"  {key:21s}{build.get(key)}")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import atrous
 
-CSRC = Path(atrous.__file__).resolve().parent.parent / "csrc"  # the repository (an editable install)
+# The kernel sources: the repository's csrc/ in a checkout, the copy shipped in an installed package.
+CSRC = Path(atrous.sources())
 
 
 def show(relpath: str, signature: str) -> str:

@@ -13,6 +13,7 @@ from torch import nn
 from atrous import receptive_field as rfm
 from atrous import viz
 from atrous.models import get_model, list_models
+from atrous.training import CheckpointError, load_model
 
 __all__ = ["add_arguments", "main"]
 
@@ -38,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "\n2 = bad arguments or a model the analysis cannot describe"
     )
     parser.add_argument("model", metavar="MODEL",
-                        help=f"a built-in name ({', '.join(models)}) or 'package.module:factory' "
-                             "returning an nn.Module")
+                        help=f"a built-in name ({', '.join(models)}), 'package.module:factory' "
+                             "returning an nn.Module, or a checkpoint file written by `atrous train`")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), default=[129, 129],
                         help="input height and width (default: 129 129)")
     parser.add_argument("--in-channels", type=int, default=None, metavar="C",
@@ -60,14 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        model = rfm.model_from_spec(args.model, _models())
+        if Path(args.model).is_file():  # a checkpoint: read safely (never runs code), weights loaded
+            model = load_model(args.model, impl="torch")[0]
+        else:
+            model = rfm.model_from_spec(args.model, _models())
         H, W = args.input_size
         if H < 1 or W < 1:
             raise ValueError(f"--input-size must be positive, got {H} {W}")
         if args.erf_samples < 1:
             raise ValueError(f"--erf-samples must be >= 1, got {args.erf_samples}")
         report = rfm.receptive_field(model, (H, W), in_channels=args.in_channels)
-    except (ValueError, TypeError, RuntimeError) as e:
+    except (ValueError, TypeError, RuntimeError, CheckpointError) as e:
         print(f"rf: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     print(report.table())

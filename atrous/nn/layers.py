@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._extension import ExtensionNotBuiltError
+from .._extension import ExtensionNotBuiltError, mode, warn_no_extension
 
 try:
     from .. import ops as _ops
@@ -36,6 +36,9 @@ IMPLS = ("atrous", "torch")
 # The process-wide default for modules whose own `impl` is None. A plain dict (not a ContextVar or a
 # thread-local) because torch.compile traces and guards on it without a graph break.
 _DEFAULT = {"impl": "atrous"}
+if _ops is None and mode() == "no-extension":  # installed without kernels: F.conv2d, said once
+    _DEFAULT["impl"] = "torch"
+    warn_no_extension()
 
 
 def _check_impl(impl, *, allow_none: bool, where: str = "impl") -> None:

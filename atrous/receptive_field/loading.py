@@ -13,6 +13,11 @@ from .teaching import TEACHING_STACKS
 __all__ = ["model_from_spec"]
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def model_from_spec(
     spec: str, named: Mapping[str, tuple[Callable[[], nn.Module], Any]] | None = None
 ) -> nn.Module:
@@ -28,9 +33,12 @@ def model_from_spec(
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"MODEL {spec!r}: cannot import it ({e})") from e
-    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    except Exception as e:  # ImportError, AttributeError, or whatever the module raises as it runs
+        raise ValueError(f"MODEL {spec!r}: cannot import it ({type(e).__name__}: {_first_line(e)})") from e
+    try:
+        model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    except Exception as e:  # the factory's own error, as one line
+        raise ValueError(f"MODEL {spec!r}: the factory failed ({type(e).__name__}: {_first_line(e)})") from e
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"MODEL {spec!r}: expected an nn.Module or a factory returning one, got {type(model).__name__}"

@@ -16,7 +16,16 @@ here for convenience; they live below training, which imports them, never the re
 
 from ..data import DataBundle, build_data
 from ..inference import predict
-from .checkpoint import ModelSpec, build_model, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    ModelSpec,
+    build_model,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    save_checkpoint,
+)
 from .config import DATASETS, PRESETS, TrainConfig, add_config_arguments, config_from_args
 from .distributed import (
     DistributedContext,
@@ -37,6 +46,8 @@ from .loop import (
 )
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
     "DATASETS",
     "PRESETS",
     "DataBundle",
@@ -54,6 +65,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "load_model",
+    "load_weights",
     "model_kwargs",
     "poly_lr",
     "predict",

@@ -26,7 +26,7 @@ from ..data import DataBundle, build_data, pad_collate
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
 from ..models.pretrained import load_backbone_weights
-from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint
+from .checkpoint import ModelSpec, build_model, load_checkpoint, load_weights, save_checkpoint
 from .config import TrainConfig
 from .distributed import (
     DistributedContext,
@@ -210,7 +210,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
     dtype = getattr(torch, config.dtype)
     model.to(device, dtype)  # before loading, so float64 weights are not rounded through float32
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state, resume_path)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     if ctx.distributed and config.sync_bn:
