@@ -90,11 +90,13 @@ from .shapes import DEMO_SHAPES, QUICK_SHAPES, SHAPES, Case, ModelCase, Shape, s
 from .timing import (
     CpuTimer,
     CudaTimer,
+    Interleaved,
     Measurement,
     TimingPlan,
     copy_bandwidth,
     make_timer,
     measure,
+    measure_interleaved,
     median_ms,
 )
 
@@ -111,6 +113,7 @@ __all__ = [
     "Config",
     "CpuTimer",
     "CudaTimer",
+    "Interleaved",
     "Measurement",
     "ModelCase",
     "Options",
@@ -129,6 +132,7 @@ __all__ = [
     "make_tensors",
     "make_timer",
     "measure",
+    "measure_interleaved",
     "median_ms",
     "rel_error",
     "report_ok",

@@ -12,7 +12,7 @@ import torch
 
 from atrous.models import MODELS
 
-from .common import ALL_OPS, DTYPES, LAYOUTS, OP_FUNCTION, OPS, TOLERANCE, BenchError
+from .common import ALL_OPS, DTYPES, LAYOUTS, NOISY_SPREAD, OP_FUNCTION, OPS, TOLERANCE, BenchError
 from .shapes import (
     DEFAULT_LADDER_SHAPE,
     QUICK_SHAPES,
@@ -28,7 +28,8 @@ from .timing import TimingPlan
 
 __all__ = [
     "DEFAULT_BATCHES", "DEFAULT_BUDGET_S", "DEFAULT_MODELS", "DEFAULT_MODEL_BATCHES", "DEFAULT_MODEL_REPEATS",
-    "DEFAULT_MODEL_SIZE", "DEFAULT_REPEATS", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
+    "DEFAULT_MODEL_RETRIES", "DEFAULT_MODEL_SIZE", "DEFAULT_REPEATS",
+    "DEFAULT_RETRIES", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
     "MODEL_OUTPUT_STRIDE", "MODEL_STEPS", "NUM_CLASSES", "QUICK_BUDGET_S", "QUICK_MODEL_BATCHES",
     "QUICK_MODEL_REPEATS", "QUICK_MODEL_SIZE", "QUICK_REPEATS", "TINY_MODEL_SIZE", "Config", "Options",
     "as_options", "command_line", "resolve",
@@ -39,6 +40,9 @@ __all__ = [
 DEFAULT_BATCHES, FULL_BATCHES = (1,), (1, 8)
 DEFAULT_REPEATS, DEFAULT_BUDGET_S = 20, 0.5
 QUICK_REPEATS, QUICK_BUDGET_S = 10, 0.25
+# A set of interleaved contenders whose runs spread by more than --max-spread is measured again, up to
+# --retries more times (models: fewer, a model run takes seconds).
+DEFAULT_RETRIES, DEFAULT_MODEL_RETRIES = 2, 1
 # Model mode (--models): whole networks, impl="atrous" against impl="torch" (step 7 of the package docstring).
 DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large")
 MODEL_STEPS = ("forward", "train", "fused")
@@ -69,6 +73,8 @@ class Options:
     repeats: int | None = None
     warmup: int = 1
     budget: float | None = None
+    max_spread: float = NOISY_SPREAD
+    retries: int | None = None
     tolerance: float | None = None
     out: str | Path = "bench-out"
     update_readme: str | Path | None = None
@@ -180,12 +186,15 @@ def resolve(options: Any = None, shapes: Sequence[Shape] | None = None,
     ops = tuple(_items(o.ops))
     if not ops or any(op not in OPS for op in ops):
         raise BenchError(f"--ops: expected comma-separated names from {', '.join(OPS)}, got {_text(o.ops)!r}")
-    for option, value, least in (("--repeats", o.repeats, 1), ("--warmup", o.warmup, 0)):
+    for option, value, least in (("--repeats", o.repeats, 1), ("--warmup", o.warmup, 0),
+                                 ("--retries", o.retries, 0)):
         if value is not None and value < least:
             raise BenchError(f"{option}: expected an integer >= {least}, got {value}")
     for option, value in (("--budget", o.budget), ("--rung-budget", o.rung_budget)):
         if value is not None and not value >= 0:
             raise BenchError(f"{option}: expected seconds >= 0, got {value}")
+    if not o.max_spread > 0:
+        raise BenchError(f"--max-spread: expected a positive fraction of the median, got {o.max_spread}")
     if o.tolerance is not None and not o.tolerance > 0:
         raise BenchError(f"--tolerance: expected a positive number, got {o.tolerance}")
     if o.update_readme is not None and not Path(o.update_readme).is_file():  # before the run, not after
@@ -220,7 +229,8 @@ def resolve(options: Any = None, shapes: Sequence[Shape] | None = None,
     budget = o.budget if o.budget is not None else QUICK_BUDGET_S if o.quick else DEFAULT_BUDGET_S
     return Config(
         device=device, dtype=getattr(torch, o.dtype), ops=ops, cases=cases,
-        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget),
+        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget, max_spread=o.max_spread,
+                        retries=DEFAULT_RETRIES if o.retries is None else o.retries),
         tolerance=o.tolerance or TOLERANCE[o.dtype], out=Path(o.out), command=command_line(o),
         update_readme=Path(o.update_readme) if o.update_readme else None,
         ladder=OP_FUNCTION[ladder_kind] if ladder_kind else None, rung_budget_s=o.rung_budget,
@@ -255,7 +265,8 @@ def _resolve_models(o: Options, device: torch.device, registry: Mapping[str, Cal
     budget = o.budget if o.budget is not None else QUICK_BUDGET_S if o.quick else DEFAULT_BUDGET_S
     return Config(
         device=device, dtype=getattr(torch, o.dtype), ops=(), cases=[],
-        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget),
+        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget, max_spread=o.max_spread,
+                        retries=DEFAULT_MODEL_RETRIES if o.retries is None else o.retries),
         tolerance=o.tolerance or TOLERANCE[o.dtype], out=Path(o.out), command=command_line(o),
         update_readme=Path(o.update_readme) if o.update_readme else None,
         copy_bytes=(16 << 20) if o.tiny else 256 << 20,

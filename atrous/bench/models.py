@@ -35,7 +35,7 @@ from .common import (
 )
 from .config import DEFAULT_MODELS, MODEL_IMPLS, MODEL_OUTPUT_STRIDE, NUM_CLASSES, Config
 from .plot import plot_models
-from .report import Table, geomean, header_lines, update_readme, write_outputs
+from .report import Table, geomean, header_lines, timing_text, update_readme, write_outputs
 from .shapes import ModelCase
 from .timing import CpuTimer, CudaTimer, measure
 
@@ -173,7 +173,7 @@ def _model_header_lines(report: dict) -> list[str]:
     s = report["settings"]
     return [
         header_lines(report)[0],
-        (f"times: median ms of up to {s['repeats']} runs after {s['warmup']} warm-up ({s['timer']}); "
+        (f"times: {timing_text(s)}; "
          f"{s['layout']} input; per image = median / batch; x = impl='torch' time / impl='atrous' time "
          f"(> 1x: atrous faster)"),
     ]

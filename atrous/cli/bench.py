@@ -22,9 +22,11 @@ from atrous.bench.config import (
     DEFAULT_BUDGET_S,
     DEFAULT_MODEL_BATCHES,
     DEFAULT_MODEL_REPEATS,
+    DEFAULT_MODEL_RETRIES,
     DEFAULT_MODEL_SIZE,
     DEFAULT_MODELS,
     DEFAULT_REPEATS,
+    DEFAULT_RETRIES,
     MODEL_STEPS,
     QUICK_BUDGET_S,
     QUICK_MODEL_REPEATS,
@@ -59,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=o.budget, metavar="S",
                         help="stop repeating a measurement after S seconds, once 3 runs are in "
                              f"(default {DEFAULT_BUDGET_S}; --quick {QUICK_BUDGET_S})")
+    parser.add_argument("--max-spread", type=float, default=o.max_spread, metavar="F",
+                        help="rerun a case whose runs spread by more than F (interquartile range over "
+                             f"median; default {o.max_spread:g}); rows still above it are marked noisy")
+    parser.add_argument("--retries", type=int, default=o.retries, metavar="N",
+                        help=f"reruns of a too-noisy case (default {DEFAULT_RETRIES}; --models "
+                             f"{DEFAULT_MODEL_RETRIES})")
     parser.add_argument("--tolerance", type=float, default=o.tolerance,
                         help="largest error relative to the tensor's largest value "
                              "(default 1e-4 float32, 1e-10 float64, 1e-2 half types)")

@@ -28,7 +28,7 @@ from atrous.models import list_models
 
 matplotlib.use("Agg")  # headless
 
-FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0")
+FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0", "--retries", "0")
 
 
 def parse(argv):
@@ -237,6 +237,111 @@ def test_relative_error_and_broken_outputs():
     assert bench.rel_error((ref, torch.tensor([2.0])), (ref, torch.tensor([1.0]))) == pytest.approx(1.0)
     assert bench.rel_error(torch.tensor([float("nan"), -4.0]), ref) is None  # NaN is never "close"
     assert bench.rel_error(torch.zeros(3), ref) is None  # wrong shape
+
+
+class ScriptTimer:
+    """A fake timer: each call's "time" comes from its function's script (cycled), and every timed call
+    is logged. Deterministic, no clock involved."""
+
+    flushes = False
+
+    def __init__(self, scripts=None, default=(1.0,)):
+        self.scripts, self.default, self.seen, self.timed = scripts or {}, default, {}, []
+
+    def time_ms(self, fn, flush=True):
+        out = fn()
+        script = self.scripts.get(fn, self.default)
+        k = self.seen[fn] = self.seen.get(fn, -1) + 1
+        self.timed.append(fn)
+        return float(script[k % len(script)]), out
+
+
+def test_interleaved_runs_alternate_between_contenders_after_each_ones_warm_up():
+    log = []
+    calls = {name: (lambda name=name: log.append(name) or name) for name in ("torch", "ours", "unfused")}
+    timer = ScriptTimer({calls["torch"]: (2.0,), calls["ours"]: (1.0,), calls["unfused"]: (3.0,)})
+    plan = bench.TimingPlan(warmup=2, repeats=4, budget_s=1e9)
+    got = bench.measure_interleaved(calls, timer, plan)
+    warm, timed = log[:6], log[6:]
+    assert warm == ["torch", "ours", "unfused"] * 2  # each contender warmed up in turn, untimed
+    assert timed == ["torch", "ours", "unfused"] * 4  # then A B C A B C ...: one run of each per round
+    assert len(timer.timed) == 12
+    assert {n: g.measurement.runs_ms for n, g in got.items()} == {
+        "torch": [2.0] * 4, "ours": [1.0] * 4, "unfused": [3.0] * 4}
+    assert all(g.out == n and g.error is None and g.measurement.attempts == 1 for n, g in got.items())
+    # The budget counts per contender and stops the rounds, never below MIN_RUNS rounds.
+    log.clear()
+    got = bench.measure_interleaved(calls, ScriptTimer(), bench.TimingPlan(warmup=0, repeats=50, budget_s=0))
+    assert log == ["torch", "ours", "unfused"] * bench_timing.MIN_RUNS
+
+
+def test_a_failing_contender_is_dropped_and_the_others_go_on():
+    log = []
+
+    def broken():
+        log.append("ours")
+        if log.count("ours") == 2:  # the warm-up passes, the first timed run fails
+            raise RuntimeError("kernel exploded\nmore")
+
+    calls = {"torch": lambda: log.append("torch"), "ours": broken}
+    got = bench.measure_interleaved(calls, ScriptTimer(), bench.TimingPlan(warmup=1, repeats=3, budget_s=1e9))
+    assert log == ["torch", "ours", "torch", "ours", "torch", "torch"]
+    assert got["ours"].measurement is None and str(got["ours"].error).startswith("kernel exploded")
+    assert got["torch"].measurement.runs_ms == [1.0] * 3
+
+
+def test_a_noisy_set_is_rerun_and_the_quietest_attempt_kept():
+    log = []
+    calls = {name: (lambda name=name: log.append(name)) for name in ("torch", "ours")}
+    # torch is noisy on the first attempt (runs 1, 9, 1, 9 ms) and quiet on the second (4 runs of 5 ms).
+    timer = ScriptTimer({calls["torch"]: (1, 9, 1, 9, 5, 5, 5, 5), calls["ours"]: (2,)})
+    plan = bench.TimingPlan(warmup=1, repeats=4, budget_s=1e9, max_spread=0.25, retries=3)
+    got = bench.measure_interleaved(calls, timer, plan)
+    assert log == ["torch", "ours"] + ["torch", "ours"] * 8  # one warm-up only; two attempts of 4 rounds
+    assert got["torch"].measurement.runs_ms == [5.0] * 4 and got["torch"].measurement.attempts == 2
+    assert got["ours"].measurement.runs_ms == [2.0] * 4  # both from the same (kept) attempt
+    # Noisy on every attempt: 1 + retries attempts, then the one with the smallest worst spread.
+    log.clear()
+    timer = ScriptTimer({calls["torch"]: (1, 9, 1, 9, 1, 9, 1, 9, 4, 6, 4, 6)})
+    plan = bench.TimingPlan(warmup=0, repeats=4, budget_s=1e9, max_spread=0.1, retries=2)
+    got = bench.measure_interleaved(calls, timer, plan)
+    assert len(log) == 3 * 4 * 2
+    m = got["torch"].measurement
+    assert m.runs_ms == [4.0, 6.0, 4.0, 6.0] and m.attempts == 3 and m.spread > 0.1  # still noisy
+    # retries=0: measured once, however noisy.
+    log.clear()
+    got = bench.measure_interleaved(calls, ScriptTimer({calls["torch"]: (1, 9)}),
+                                    bench.TimingPlan(warmup=0, repeats=4, budget_s=1e9, retries=0))
+    assert len(log) == 8 and got["torch"].measurement.attempts == 1
+
+
+def test_run_case_interleaves_reruns_and_marks_still_noisy_rows(tmp_path):
+    cfg = bench.resolve(parse([*FAST, "--ops", "pointwise", "--retries", "1", "--max-spread", "0.5",
+                               "--repeats", "4", "--budget", "1000", "--out", str(tmp_path)]))
+    assert cfg.plan.retries == 1 and cfg.plan.max_spread == 0.5
+    (case,) = cfg.cases
+    timer = ScriptTimer(default=(1.0, 3.0))  # every contender alternates 1 and 3 ms: spread 1.0 > 0.5
+    record = bench_cases.run_case(case, cfg, timer, 10.0, real_ops())
+    for rec in record["directions"].values():
+        for impl in ("torch", "ours"):
+            for layout in bench.LAYOUTS:
+                timing = rec["timings_ms"][impl][layout]
+                assert timing["attempts"] == 2 and timing["runs"] == [1.0, 3.0, 1.0, 3.0]
+        expected = sorted(f"{i}/{lay}" for i in ("torch", "ours") for lay in bench.LAYOUTS)
+        assert sorted(rec["noisy"]) == expected
+        assert rec["check"] == "ok" and rec["speedup"]["ours"]["nchw"] == 1.0
+    # Interleaved: within each (layout, direction) set the timed calls alternate torch, ours, torch, ...
+    names = {}
+    for fn in timer.timed:
+        names.setdefault(fn, len(names))
+    order = [names[fn] for fn in timer.timed]
+    for start in range(0, len(order), 16):  # 2 attempts x 4 rounds x 2 contenders per set
+        chunk = order[start:start + 16]
+        assert chunk[0::2] == [chunk[0]] * 8 and chunk[1::2] == [chunk[1]] * 8 and chunk[0] != chunk[1]
+    report = {"results": [record], "settings": {"max_spread": 0.5}}
+    lines = bench_report.noise_lines(report)
+    assert lines[0].startswith("  reruns: 8 of 8 measurements come from a rerun")
+    assert "8 of 8 measurements had runs spread by more than 50%" in lines[1]
 
 
 def test_spread_flags_noisy_measurements():
@@ -453,7 +558,7 @@ def test_python_m_atrous_bench(capsys):
 # Model mode (--models): whole networks, impl="atrous" against impl="torch"
 # --------------------------------------------------------------------------------------------
 
-MODEL_FAST = ("--tiny", "--repeats", "1", "--warmup", "0", "--budget", "0")
+MODEL_FAST = ("--tiny", "--repeats", "1", "--warmup", "0", "--budget", "0", "--retries", "0")
 
 
 class TinySegNet(torch.nn.Module):
