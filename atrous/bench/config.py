@@ -29,7 +29,8 @@ from .timing import TimingPlan
 __all__ = [
     "DEFAULT_BATCHES", "DEFAULT_BUDGET_S", "DEFAULT_MODELS", "DEFAULT_MODEL_BATCHES", "DEFAULT_MODEL_REPEATS",
     "DEFAULT_MODEL_RETRIES", "DEFAULT_MODEL_SIZE", "DEFAULT_REPEATS",
-    "DEFAULT_RETRIES", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
+    "DEFAULT_RETRIES", "INFERENCE_CASE", "INFERENCE_STEPS", "QUICK_INFERENCE_CASE", "QUICK_TRAIN_CASE",
+    "TRAIN_CASE", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
     "MODEL_OUTPUT_STRIDE", "MODEL_STEPS", "NUM_CLASSES", "QUICK_BUDGET_S", "QUICK_MODEL_BATCHES",
     "QUICK_MODEL_REPEATS", "QUICK_MODEL_SIZE", "QUICK_REPEATS", "TINY_MODEL_SIZE", "Config", "Options",
     "as_options", "command_line", "resolve",
@@ -44,12 +45,17 @@ QUICK_REPEATS, QUICK_BUDGET_S = 10, 0.25
 # --retries more times (models: fewer, a model run takes seconds).
 DEFAULT_RETRIES, DEFAULT_MODEL_RETRIES = 2, 1
 # Model mode (--models): whole networks, impl="atrous" against impl="torch" (step 7 of the package docstring).
-DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large")
-MODEL_STEPS = ("forward", "train", "fused")
+DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3plus_mobilenet_v3_large", "deeplabv3_resnet50")
+MODEL_STEPS = ("forward", "train", "fused", "best")
+INFERENCE_STEPS = ("forward", "fused", "best")
 MODEL_IMPLS = ("torch", "atrous")  # PyTorch first: its result is the reference
 NUM_CLASSES, MODEL_OUTPUT_STRIDE = 21, 16  # PASCAL VOC, and the DeepLabV3+ paper's output stride
 DEFAULT_MODEL_SIZE, QUICK_MODEL_SIZE, TINY_MODEL_SIZE = 513, 257, 33
 DEFAULT_MODEL_BATCHES, QUICK_MODEL_BATCHES = (1, 8), (1,)
+# Without --size and --batch each step runs where it matters: inference (forward, fused, best) on one
+# 513x513 image, the training step on a batch of 8 crops of 257x257 (--quick: 257 and 2 of 129).
+INFERENCE_CASE, TRAIN_CASE = (1, DEFAULT_MODEL_SIZE), (8, 257)
+QUICK_INFERENCE_CASE, QUICK_TRAIN_CASE = (1, QUICK_MODEL_SIZE), (2, 129)
 DEFAULT_MODEL_REPEATS, QUICK_MODEL_REPEATS = 5, 3  # a model run takes seconds: the budget stops at 3
 GRAD_TOLERANCE = {"float64": 1e-6, "float32": 0.1, "float16": 0.5, "bfloat16": 0.5}  # see step 7
 
@@ -258,9 +264,19 @@ def _resolve_models(o: Options, device: torch.device, registry: Mapping[str, Cal
         raise BenchError(f"--size: expected a positive integer, got {o.size}")
     if o.layout is not None and o.layout not in LAYOUTS:
         raise BenchError(f"--layout: expected one of {', '.join(LAYOUTS)}, got {o.layout!r}")
-    size = o.size or (TINY_MODEL_SIZE if o.tiny else QUICK_MODEL_SIZE if o.quick else DEFAULT_MODEL_SIZE)
-    batches = (_positive_ints(o.batch, "--batch") if o.batch
-               else QUICK_MODEL_BATCHES if o.quick or o.tiny else DEFAULT_MODEL_BATCHES)
+    steps = tuple(s for s in MODEL_STEPS if s in steps)
+    if o.size is None and not o.batch and not o.tiny:  # each step at its own size and batch
+        inference, train = ((QUICK_INFERENCE_CASE, QUICK_TRAIN_CASE) if o.quick
+                            else (INFERENCE_CASE, TRAIN_CASE))
+        plan = [(inference, tuple(s for s in steps if s in INFERENCE_STEPS)),
+                (train, tuple(s for s in steps if s == "train"))]
+        model_cases = [ModelCase(name, b, size, these)
+                       for name in names for (b, size), these in plan if these]
+    else:
+        size = o.size or (TINY_MODEL_SIZE if o.tiny else QUICK_MODEL_SIZE if o.quick else DEFAULT_MODEL_SIZE)
+        batches = (_positive_ints(o.batch, "--batch") if o.batch
+                   else QUICK_MODEL_BATCHES if o.quick or o.tiny else DEFAULT_MODEL_BATCHES)
+        model_cases = [ModelCase(name, b, size) for name in names for b in batches]
     repeats = o.repeats or (QUICK_MODEL_REPEATS if o.quick else DEFAULT_MODEL_REPEATS)
     budget = o.budget if o.budget is not None else QUICK_BUDGET_S if o.quick else DEFAULT_BUDGET_S
     return Config(
@@ -270,7 +286,6 @@ def _resolve_models(o: Options, device: torch.device, registry: Mapping[str, Cal
         tolerance=o.tolerance or TOLERANCE[o.dtype], out=Path(o.out), command=command_line(o),
         update_readme=Path(o.update_readme) if o.update_readme else None,
         copy_bytes=(16 << 20) if o.tiny else 256 << 20,
-        model_cases=[ModelCase(name, b, size) for name in names for b in batches],
-        steps=tuple(s for s in MODEL_STEPS if s in steps), layout=o.layout or "nchw",
+        model_cases=model_cases, steps=steps, layout=o.layout or "nchw",
         grad_tolerance=GRAD_TOLERANCE[o.dtype], factories={name: registry[name] for name in names},
     )

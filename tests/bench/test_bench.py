@@ -20,6 +20,7 @@ from atrous.bench import common as bench_common
 from atrous.bench import config as bench_config
 from atrous.bench import demo as bench_demo
 from atrous.bench import ladder as bench_ladder
+from atrous.bench import profile as bench_profile
 from atrous.bench import report as bench_report
 from atrous.bench import shapes as bench_shapes
 from atrous.bench import timing as bench_timing
@@ -609,11 +610,20 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
 
     for r in report["models"]:
         assert r["ok"] and r["input"] == f"{r['batch']}x3x17x17"
-        assert list(r["steps"]) == ["forward", "train", "fused"]
+        assert list(r["steps"]) == ["forward", "train", "fused", "best"]
         assert r["params"] == sum(p.numel() for p in TinySegNet().parameters())
         for step, rec in r["steps"].items():
-            med = {impl: rec["timings_ms"][impl]["median"] for impl in ("atrous", "torch")}
-            assert all(len(rec["timings_ms"][impl]["runs"]) == 1 for impl in med)
+            if step == "best":  # each impl's fused model on both layouts; its faster layout counts
+                contenders = {f"{i}/{lay}" for i in ("torch", "atrous") for lay in bench.LAYOUTS}
+                assert set(rec["timings_ms"]) == contenders
+                med = {impl: min(rec["timings_ms"][f"{impl}/{lay}"]["median"] for lay in bench.LAYOUTS)
+                       for impl in ("atrous", "torch")}
+                assert all(rec["timings_ms"][f"{impl}/{rec['best_layout'][impl]}"]["median"] == med[impl]
+                           for impl in med)
+            else:
+                assert set(rec["timings_ms"]) == {"torch", "atrous"}
+                med = {impl: rec["timings_ms"][impl]["median"] for impl in ("atrous", "torch")}
+            assert all(len(v["runs"]) == 1 and v["attempts"] == 1 for v in rec["timings_ms"].values())
             for impl, ms in med.items():  # per image and per second come from the medians
                 assert rec["ms_per_image"][impl] == pytest.approx(ms / r["batch"])
                 assert rec["images_per_s"][impl] == pytest.approx(1e3 * r["batch"] / ms)
@@ -621,10 +631,18 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
             assert rec["check"] == "ok" and rec["max_rel_err"] <= 1e-4
             assert ("grad_rel_err" in rec) == (step == "train")
         assert r["steps"]["train"]["grad_rel_err"] <= 1e-3  # a small network: far below the bound
+        for step in ("train", "best"):  # one profiled run of each impl: time per op type
+            prof = r["steps"][step]["profile"]
+            for impl in ("atrous", "torch"):
+                assert set(prof[impl]["ms"]) == set(bench_profile.CATEGORIES)
+                assert sum(prof[impl]["ms"].values()) == pytest.approx(prof[impl]["total_ms"])
+                assert prof[impl]["ms"][bench_profile.GEMM] > 0  # the 1x1 classifier
+            assert prof["torch"]["ms"][bench_profile.SEPARABLE] == 0  # PyTorch has no fused separable op
+        assert "profile" not in r["steps"]["forward"]
         fused_op = int(hasattr(ops, "separable_conv2d"))
         assert r["fused_separable_blocks"] == {"fused_op": fused_op, "separable": 1}
-    (forward, train, fused) = report["models_summary"]
-    assert (forward["step"], train["step"], fused["step"]) == bench_config.MODEL_STEPS
+    (forward, train, fused, best) = report["models_summary"]
+    assert (forward["step"], train["step"], fused["step"], best["step"]) == bench_config.MODEL_STEPS
     xs = [r["steps"]["forward"]["speedup"] for r in report["models"]]
     assert forward["count"] == 2 and forward["x"] == pytest.approx(math.sqrt(xs[0] * xs[1]))
     assert forward["min"] == {"value": min(xs), "case": report["models"][xs.index(min(xs))]["name"]}
@@ -638,6 +656,9 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
     assert "old" not in text and "--models tiny_segnet" in text
     for line in ("models: impl='atrous' against impl='torch'", "tiny_segnet-17-n1  1x3x17x17  forward",
                  "tiny_segnet-17-n2  2x3x17x17  train", "tiny_segnet-17-n2  2x3x17x17  fused",
+                 "tiny_segnet-17-n2  2x3x17x17  best (atrous ",
+                 "profile of tiny_segnet-17-n2 best, layouts atrous ",
+                 "best vs best: fused, each impl's faster layout",
                  "training step (forward + loss + backward + SGD)",
                  "wrote models.json, models.md, models.png"):
         assert line in out
@@ -654,11 +675,39 @@ def test_model_mode_marks_disagreeing_and_failing_impls(tmp_path, capsys):
         assert rec["check"] == "MISMATCH" and rec["max_rel_err"] > 1e-2, step  # output or loss
     assert doubled["steps"]["train"]["grad_rel_err"] > bench_config.GRAD_TOLERANCE["float32"]
     for step, rec in grouped["steps"].items():  # torch runs the grouped conv, the atrous kernels do not
-        assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch"], step
-        assert rec["timings_ms"]["atrous"]["error"].startswith("NotImplementedError: AtrousConv2d: groups=2")
-        assert rec["speedup"] is None and "max_rel_err" not in rec
+        suffix = "/channels_last" if step == "best" else ""
+        assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch" + suffix], step
+        error = rec["timings_ms"]["atrous" + suffix]["error"]
+        assert error.startswith("NotImplementedError: AtrousConv2d: groups=2"), step
+        assert rec["speedup"] is None and "max_rel_err" not in rec and "profile" not in rec
     assert all(line["count"] == 0 for line in report["models_summary"])  # wrong rows never count
     assert "MISMATCH" in out and "ERROR; atrous: NotImplementedError" in out
+
+
+def test_profile_classifies_ops_by_name_and_weight_shape():
+    c = bench_profile.classify
+    x = [1, 32, 9, 9]
+    assert c("aten::mkldnn_convolution", [x, [64, 32, 1, 1], []]) == bench_profile.GEMM
+    assert c("aten::mkldnn_convolution", [x, [32, 1, 3, 3], []]) == bench_profile.DEPTHWISE
+    assert c("aten::mkldnn_convolution", [x, [64, 32, 3, 3], []]) == bench_profile.DENSE
+    assert c("aten::mkldnn_convolution", [[1, 1, 9, 9], [8, 1, 3, 3], []]) == bench_profile.DENSE  # 1 channel
+    assert c("aten::convolution_backward", [[1, 32, 9, 9], x, [32, 1, 3, 3]]) == bench_profile.DEPTHWISE
+    assert c("atrous::pointwise_conv2d_backward_weight", []) == bench_profile.GEMM
+    assert c("atrous::separable_conv2d", []) == bench_profile.SEPARABLE
+    assert c("atrous::atrous_conv2d", []) == bench_profile.DENSE
+    assert c("aten::addmm") == bench_profile.GEMM
+    assert c("aten::upsample_bilinear2d") == c("aten::native_batch_norm") == bench_profile.ELEMENTWISE
+    assert c("aten::copy_") == bench_profile.LAYOUT and c("aten::empty") == bench_profile.OTHER
+    assert bench_profile.is_autograd_node("ConvolutionBackward0")
+    assert bench_profile.is_autograd_node("GeneratedBackwardFor_atrous_pointwise_conv2d_default")
+    assert not bench_profile.is_autograd_node("aten::convolution_backward")
+    # A real profile: a 1x1 conv and a depthwise conv under PyTorch, every category accounted for.
+    xt = torch.randn(1, 16, 12, 12)
+    pw, dw = torch.randn(16, 16, 1, 1), torch.randn(16, 1, 3, 3)
+    prof = bench_profile.op_profile(lambda: F.conv2d(F.conv2d(xt, pw), dw, padding=1, groups=16), runs=2)
+    assert prof["ms"][bench_profile.GEMM] > 0 and prof["ms"][bench_profile.DEPTHWISE] > 0
+    assert prof["ms"][bench_profile.DENSE] == 0 and prof["ms"][bench_profile.SEPARABLE] == 0
+    assert sum(prof["ms"].values()) == pytest.approx(prof["total_ms"])
 
 
 def test_model_mode_on_a_real_deeplab(tmp_path):
@@ -678,16 +727,22 @@ def test_model_mode_defaults_and_quick_config():
     def config(*argv):
         return bench.resolve(parse(list(argv)))
 
-    full = config("--models")
-    assert [c.name for c in full.model_cases] == [
-        "deeplabv3plus_xception65-513-n1", "deeplabv3plus_xception65-513-n8",
-        "deeplabv3_mobilenet_v3_large-513-n1", "deeplabv3_mobilenet_v3_large-513-n8"]
-    assert full.steps == ("forward", "train", "fused") and full.layout == "nchw" and not full.cases
+    full = config("--models")  # the issue's models: inference on one 513x513 image, training at 8 x 257x257
+    expected = [(f"{name}-513-n1", ("forward", "fused", "best")) for name in bench_config.DEFAULT_MODELS]
+    expected += [(f"{name}-257-n8", ("train",)) for name in bench_config.DEFAULT_MODELS]
+    assert sorted((c.name, c.steps) for c in full.model_cases) == sorted(expected)
+    issue = {"deeplabv3plus_xception65", "deeplabv3plus_mobilenet_v3_large", "deeplabv3_resnet50"}
+    assert set(bench_config.DEFAULT_MODELS) == issue <= set(list_models())
+    assert full.steps == ("forward", "train", "fused", "best") and full.layout == "nchw" and not full.cases
     assert full.plan.repeats == bench_config.DEFAULT_MODEL_REPEATS and full.grad_tolerance == 0.1
+    assert full.plan.retries == bench_config.DEFAULT_MODEL_RETRIES
     quick = config("--models", "--quick")
-    assert {(c.size, c.batch) for c in quick.model_cases} == {(bench_config.QUICK_MODEL_SIZE, 1)}
+    assert {(c.size, c.batch, c.steps) for c in quick.model_cases} == {
+        (bench_config.QUICK_MODEL_SIZE, 1, ("forward", "fused", "best")), (129, 2, ("train",))}
     assert quick.plan.repeats == bench_config.QUICK_MODEL_REPEATS
     assert quick.plan.budget_s == bench_config.QUICK_BUDGET_S
+    inference_only = config("--models", "--steps", "best")
+    assert {(c.size, c.batch, c.steps) for c in inference_only.model_cases} == {(513, 1, ("best",))}
     mine = config("--models", "deeplabv3plus_*65,deeplabv3_mobilenet*", "--size", "129", "--batch", "2",
                   "--steps", "fused,forward", "--repeats", "7", "--layout", "channels_last")
     assert [c.name for c in mine.model_cases] == ["deeplabv3plus_xception65-129-n2",
@@ -696,7 +751,8 @@ def test_model_mode_defaults_and_quick_config():
     assert set(mine.factories) == {"deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large"}
     args = parse(["--models", "--quick"])
     assert bench.command_line(args) == ("python -m atrous bench --quick --models "
-                                        "deeplabv3plus_xception65,deeplabv3_mobilenet_v3_large")
+                                        "deeplabv3plus_xception65,deeplabv3plus_mobilenet_v3_large,"
+                                        "deeplabv3_resnet50")
 
 
 def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
