@@ -67,6 +67,12 @@ each step bought. A rung's run time is first estimated on 1/16 of the channels; 
 over `--rung-budget` seconds is skipped (and reported with its estimate), the others get as many
 runs as fit in that budget.
 
+Same instruction set (`--same-isa avx2|avx512|generic`): the same run in a subprocess with
+ATROUS_CPU_ISA, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS and ATEN_CPU_CAPABILITY set, so that our
+path and PyTorch's (oneDNN, MKL, ATen) use the same instructions; its files go to OUT/same-isa-ISA/
+and --update-readme writes the bench-same-isa (or bench-models-same-isa) block. Every report
+records the instruction sets in use ("isa": ATen's capability, atrous's active path, the variables).
+
 From Python: `run(resolve(Options(shapes="os16-middle-dw728", repeats=5)))` returns the report as a
 dict (`Options` has one field per flag). `resolve(options, shapes=..., registry=...)` runs on your own
 shapes (a list of `Shape`) or models (a mapping of name -> factory, called as
@@ -85,6 +91,7 @@ with another ops module. `median_ms(fn)` times one call the harness's way; `run_
 #   plot     the charts (matplotlib, imported when drawing)
 #   profile  time per op type of one run (torch.profiler)
 #   ladder   --ladder;  models  --models (step 7);  demo  `python -m atrous demo`
+#   same_isa --same-isa: the run in a subprocess, both libraries held to one instruction set
 #   machine  CPU/GPU, build, TF32 off
 #   runner   run, report_ok, listing
 # The command `python -m atrous bench` is atrous/cli/bench.py.

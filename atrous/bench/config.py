@@ -91,6 +91,7 @@ class Options:
     size: int | None = None
     steps: Items = None
     layout: str | None = None
+    same_isa: str | None = None  # rerun in a subprocess with both libraries held to one ISA
     tiny: bool = False  # every op on a few tiny planes (the tests)
 
 

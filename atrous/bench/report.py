@@ -229,9 +229,11 @@ def result_tables(report: dict) -> list[Table]:
 def header_lines(report: dict) -> list[str]:
     m, s = report["machine"], report["settings"]
     bw = m["copy_bandwidth"]["GBps"]
+    isa = m.get("isa")
+    isa_text = f"; ISA: ATen {isa['aten']}, atrous {isa['atrous'].get('active', 'unknown')}" if isa else ""
     return [
         (f"atrous bench: {m['device_name']}, {m['threads']} threads, torch {m['torch']}, {s['dtype']}; "
-         f"copy bandwidth {bw:.1f} GB/s"),
+         f"copy bandwidth {bw:.1f} GB/s{isa_text}"),
         (f"times: {timing_text(s)}; x = PyTorch time / our time (> 1x: ours faster); "
          f"x best = PyTorch's faster layout vs ours' faster layout"),
     ]

@@ -33,6 +33,7 @@ from atrous.bench.config import (
     QUICK_MODEL_SIZE,
     QUICK_REPEATS,
 )
+from atrous.bench.same_isa import ISAS, run_same_isa
 
 __all__ = ["add_arguments", "main"]
 
@@ -101,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--layout", default=o.layout, choices=LAYOUTS,
                         help="memory format of the input and the weights, the same for both impls "
                              "(default nchw)")
+    parser.add_argument("--same-isa", default=o.same_isa, choices=ISAS, metavar="ISA",
+                        help=f"one of {', '.join(ISAS)}: run the comparison in a subprocess with atrous "
+                             "(ATROUS_CPU_ISA) and PyTorch (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, "
+                             "ATEN_CPU_CAPABILITY) held to that instruction set; its files go to "
+                             "OUT/same-isa-ISA/, --update-readme writes the bench-same-isa (or "
+                             "bench-models-same-isa) block")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes
 
 
@@ -112,7 +119,10 @@ def main(args: argparse.Namespace, shapes: Sequence[Shape] | None = None, ops: A
         if args.list:
             print(atrous.bench.listing(args, shapes, registry))
             return EXIT_OK
-        report = atrous.bench.run(atrous.bench.resolve(args, shapes, registry), ops)
+        cfg = atrous.bench.resolve(args, shapes, registry)  # bad options stop here, before any subprocess
+        if getattr(args, "same_isa", None):
+            return run_same_isa(args)[1]
+        report = atrous.bench.run(cfg, ops)
     except (BenchError, ImportError) as exc:  # ImportError: the kernels are not built (it says how)
         print(f"python -m atrous bench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

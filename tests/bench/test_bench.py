@@ -20,8 +20,10 @@ from atrous.bench import common as bench_common
 from atrous.bench import config as bench_config
 from atrous.bench import demo as bench_demo
 from atrous.bench import ladder as bench_ladder
+from atrous.bench import machine as bench_machine
 from atrous.bench import profile as bench_profile
 from atrous.bench import report as bench_report
+from atrous.bench import same_isa as bench_same_isa
 from atrous.bench import shapes as bench_shapes
 from atrous.bench import timing as bench_timing
 from atrous.cli import bench as bench_cli
@@ -810,6 +812,54 @@ def test_ladder_asks_for_the_devices_ladder():
     assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cpu")) == ("a", "b")
     assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cuda", 0)) == ("a", "b")
     assert seen == [(), ("cuda",)]
+
+
+# --------------------------------------------------------------------------------------------
+# Same-ISA comparison (--same-isa): a subprocess with both libraries held to one instruction set
+# --------------------------------------------------------------------------------------------
+
+def test_same_isa_child_gets_every_option_but_its_own_and_the_readme():
+    options = bench.Options(tiny=True, ops="depthwise", shapes=["tiny-dw8-d2"], repeats=2, retries=0,
+                            same_isa="avx2", update_readme="README.md", out="o")
+    assert bench_same_isa.child_arguments(options, "o/same-isa-avx2") == [
+        "--ops", "depthwise", "--shapes", "tiny-dw8-d2", "--repeats", "2", "--retries", "0", "--tiny",
+        "--out", "o/same-isa-avx2"]
+    assert bench_same_isa.child_arguments(bench.Options(models="a,b", steps=["best"]), "x") == [
+        "--models", "a,b", "--steps", "best", "--out", "x"]
+    assert set(bench_same_isa.ISAS) == {"avx512", "avx2", "generic"}
+    for env in bench_same_isa.ISA_ENV.values():
+        assert set(env) == set(bench_machine.ISA_ENV_VARS)
+
+
+def test_same_isa_runs_the_comparison_in_a_restricted_subprocess(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    start, end = bench_common.SAME_ISA_README_START, bench_common.SAME_ISA_README_END
+    readme.write_text(f"intro\n{start}\nold\n{end}\nend\n")
+    assert run(*FAST, "--ops", "depthwise", "--shapes", "tiny-dw8-d2", "--same-isa", "avx2",
+               "--out", tmp_path / "out", "--update-readme", readme) == 0
+    out = capsys.readouterr().out
+    assert "same ISA (avx2): ATROUS_CPU_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in out
+    assert "depthwise (memory-bound" in out  # the subprocess's own tables, passed through
+    report = json.loads((tmp_path / "out" / "same-isa-avx2" / "bench.json").read_text())
+    isa = report["machine"]["isa"]
+    assert isa["env"] == bench_same_isa.ISA_ENV["avx2"]  # the subprocess saw the restriction
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):  # this process could go wider
+        assert isa["aten"] == "AVX2"  # and ATen took it
+    assert [r["name"] for r in report["results"]] == ["tiny-dw8-d2-n2"] and report["results"][0]["ok"]
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{start}\nSame instruction set, avx2: both libraries restricted")
+    assert text.endswith(f"{end}\nend\n") and "old" not in text
+    assert "--same-isa avx2" in text and "| tiny-dw8-d2-n2 |" in text
+
+
+def test_same_isa_bad_options_exit_2(tmp_path, capsys):
+    assert run(*FAST, "--out", tmp_path, "--ladder", "depthwise_conv2d", "--shapes", "tiny-dw8-d2-n1",
+               "--same-isa", "avx2") == bench_common.EXIT_ERROR
+    assert "--same-isa: compares atrous with PyTorch; expected no --ladder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        run("--same-isa", "sse")
+    assert exc.value.code == 2 and "--same-isa" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran
 
 
 # --------------------------------------------------------------------------------------------
