@@ -9,7 +9,7 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick experiment notebooks
+.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick bench-same-isa experiment notebooks
 
 # The main job: what was built, every kernel checked against PyTorch, the quick benchmark, then a
 # small DeepLabV3+ trained on CPU (about 3 minutes on 2 cores). Everything lands in $(DEMO_OUT)/.
@@ -64,6 +64,11 @@ bench-models: install
 
 bench-models-quick: install
 	$(PY) -m atrous bench --models --quick
+
+# Both tables again with atrous and PyTorch held to AVX2 (an AVX2 laptop), in their own README blocks.
+bench-same-isa: install
+	$(PY) -m atrous bench --same-isa avx2 --update-readme README.md
+	$(PY) -m atrous bench --models --same-isa avx2 --update-readme README.md
 
 # atrous against no atrous against output stride 32, same budget, 3 seeds (about 22 minutes on 2
 # cores); rewrites the README's table.

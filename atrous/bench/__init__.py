@@ -4,13 +4,18 @@ How each number is made (read this before quoting one):
 
 1. Warm-up. Every measured call runs `--warmup` times untimed first: the first call pays for
    thread-pool start-up, oneDNN primitive creation, allocator growth and cold pages.
-2. Median. Then it runs up to `--repeats` times, each run timed on its own, stopping early once
-   `--budget` seconds are spent and at least 3 runs are in. We report the median: one noisy run
-   (another process, an interrupt) moves a mean but not a median. Rows whose runs spread by more
-   than 25% (interquartile range over median) are marked "noisy". On the CPU a run is timed with
-   `time.perf_counter` (CPU ops are synchronous); on CUDA with CUDA events, after writing a
-   buffer larger than L2 (so each run starts with cold caches, as in a network where the previous
-   layer evicted them); the same runs without that flush are reported as "hot".
+2. Median, interleaved. Then it runs up to `--repeats` times, each run timed on its own, stopping
+   early once `--budget` seconds per contender are spent and at least 3 runs are in. The contenders
+   of a case (PyTorch, ours, our unfused pair) take turns, one run each: torch, ours, torch, ours,
+   ... so that a burst of load from another process slows all of them alike instead of one. We
+   report the median: one noisy run moves a mean but not a median. The spread of a measurement is
+   its interquartile range over its median; when a contender's spread is above `--max-spread`
+   (default 25%) the whole set is measured again, up to `--retries` more times (2; models 1), and
+   the attempt with the smallest worst spread is kept. Rows still above it are marked "noisy". On
+   the CPU a run is timed with `time.perf_counter` (CPU ops are synchronous); on CUDA with CUDA
+   events, after writing a buffer larger than L2 (so each run starts with cold caches, as in a
+   network where the previous layer evicted them); the same runs without that flush are reported
+   as "hot".
 3. Bandwidth. Once per run we time a large tensor copy (far larger than the last-level cache) and
    call 2 x bytes / time the machine's copy bandwidth: what a memory-bound kernel can hope for.
 4. Roofline %. A depthwise convolution does 2.25 flop per byte in fp32, so it is memory-bound: its
@@ -26,26 +31,31 @@ How each number is made (read this before quoting one):
    PyTorch's faster layout. Summaries are geometric means over shapes.
 6. Correctness. Every timed output (and gradient) is compared with PyTorch's on the same layout;
    rows above `--tolerance` (largest error relative to the tensor's largest value) are marked.
-7. Whole models (`--models`). DeepLabV3+ Xception-65 and DeepLabV3 MobileNetV3-Large by default
-   (any of `atrous.models.MODELS`; 21 classes, output stride 16), batch 1 and 8 on a 513x513 input
-   (`--quick`: 257x257, batch 1). Each model is built once with a fixed seed; both implementations
-   run the same weights on the same input, `atrous.nn.set_impl(model, "torch")` switching every
-   convolution to F.conv2d. `--steps` picks what is timed:
+7. Whole models (`--models`). DeepLabV3+ Xception-65, DeepLabV3+ MobileNetV3-Large and DeepLabV3
+   ResNet-50 by default (any of `atrous.models.MODELS`; 21 classes, output stride 16). Without
+   `--size` and `--batch`, inference steps run on one 513x513 image and the training step on a
+   batch of 8 at 257x257 (`--quick`: 257x257, and 2 at 129x129); with them, every step on every
+   case. Each model is built once with a fixed seed; both implementations run the same weights on
+   the same input, each on its own copy (`atrous.nn.set_impl(model, "torch")` switching every
+   convolution to F.conv2d), their runs interleaved. `--steps` picks what is timed:
    - forward: eval mode under torch.no_grad;
    - train: train mode, forward + cross-entropy on random labels + backward + SGD step. Each impl
      steps its own copy of the model. Its first step is the one checked (with dropout off, so that
      no random mask enters the comparison), and it counts as the first warm-up;
    - fused: the `atrous.nn.fuse(model)` eval model (batch norms folded into the convolutions;
-     under impl="atrous" separable blocks run the fused separable op), forward only.
+     under impl="atrous" separable blocks run the fused separable op), forward only;
+   - best: best configuration against best configuration. The fused model of each impl on NCHW and
+     on channels_last (four contenders, interleaved); each impl is judged by its faster layout.
    Reported: ms per image (median / batch), images/s and x = torch time / atrous time. Checked:
-   the output (forward, fused) or the loss (train) within `--tolerance`, and the gradients of the
-   checked step as ||g_atrous - g_torch|| / ||g_torch|| over all parameters. That bound is loose
-   (0.1 in float32, 1e-6 in float64) on purpose: in train mode a randomly initialised 65-layer
-   network amplifies float32 rounding, and PyTorch's own float32 gradients of Xception-65 differ
-   from its float64 ones by about 1%. A broken kernel is off by order 1; the property tests check
-   the backward kernels exactly. The default run takes 15-20 minutes on 2 cores and peaks near
-   17 GB of memory, most of both in Xception-65's batch-8 training steps (about a minute each);
-   `--steps forward,fused` or `--batch 1` leaves them out.
+   the output (forward, fused, best) or the loss (train) within `--tolerance`, and the gradients
+   of the checked step as ||g_atrous - g_torch|| / ||g_torch|| over all parameters. That bound is
+   loose (0.1 in float32, 1e-6 in float64) on purpose: in train mode a randomly initialised
+   65-layer network amplifies float32 rounding, and PyTorch's own float32 gradients of Xception-65
+   differ from its float64 ones by about 1%. A broken kernel is off by order 1; the property tests
+   check the backward kernels exactly. The train and best steps are then run once more per impl
+   under torch.profiler: the self time of every operator, summed per op type (GEMM, depthwise,
+   dense, fused separable, pooling/upsampling/BN/ReLU, layout conversions; `atrous.bench.profile`)
+   shows where the time goes. `--steps forward,fused,best` leaves the training steps out.
 
 Backward timing: the forward graph is built once, untimed, and `torch.autograd.grad(...,
 retain_graph=True)` is timed alone (input and weight gradients; DeepLab's convolutions have no
@@ -56,6 +66,12 @@ The ladder (`--ladder OP --shapes NAME`) times every rung of `atrous.ops.algorit
 each step bought. A rung's run time is first estimated on 1/16 of the channels; a rung estimated
 over `--rung-budget` seconds is skipped (and reported with its estimate), the others get as many
 runs as fit in that budget.
+
+Same instruction set (`--same-isa avx2|avx512|generic`): the same run in a subprocess with
+ATROUS_CPU_ISA, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS and ATEN_CPU_CAPABILITY set, so that our
+path and PyTorch's (oneDNN, MKL, ATen) use the same instructions; its files go to OUT/same-isa-ISA/
+and --update-readme writes the bench-same-isa (or bench-models-same-isa) block. Every report
+records the instruction sets in use ("isa": ATen's capability, atrous's active path, the variables).
 
 From Python: `run(resolve(Options(shapes="os16-middle-dw728", repeats=5)))` returns the report as a
 dict (`Options` has one field per flag). `resolve(options, shapes=..., registry=...)` runs on your own
@@ -73,7 +89,9 @@ with another ops module. `median_ms(fn)` times one call the harness's way; `run_
 #   cases    tensors, contenders, traffic and flops, errors, run_case (steps 4 to 6)
 #   report   summaries, tables, markdown, the README block, the files written
 #   plot     the charts (matplotlib, imported when drawing)
+#   profile  time per op type of one run (torch.profiler)
 #   ladder   --ladder;  models  --models (step 7);  demo  `python -m atrous demo`
+#   same_isa --same-isa: the run in a subprocess, both libraries held to one instruction set
 #   machine  CPU/GPU, build, TF32 off
 #   runner   run, report_ok, listing
 # The command `python -m atrous bench` is atrous/cli/bench.py.
@@ -90,11 +108,13 @@ from .shapes import DEMO_SHAPES, QUICK_SHAPES, SHAPES, Case, ModelCase, Shape, s
 from .timing import (
     CpuTimer,
     CudaTimer,
+    Interleaved,
     Measurement,
     TimingPlan,
     copy_bandwidth,
     make_timer,
     measure,
+    measure_interleaved,
     median_ms,
 )
 
@@ -111,6 +131,7 @@ __all__ = [
     "Config",
     "CpuTimer",
     "CudaTimer",
+    "Interleaved",
     "Measurement",
     "ModelCase",
     "Options",
@@ -129,6 +150,7 @@ __all__ = [
     "make_tensors",
     "make_timer",
     "measure",
+    "measure_interleaved",
     "median_ms",
     "rel_error",
     "report_ok",

@@ -9,7 +9,8 @@ import torch
 __all__ = [
     "DIRECTION_LABEL", "DTYPES", "EXIT_ERROR", "EXIT_MISMATCH", "EXIT_OK", "LAYOUTS", "LAYOUT_LABEL",
     "MEMORY_FORMAT", "MODELS_README_END", "MODELS_README_START", "NOISY_SPREAD", "OPS", "OP_FUNCTION",
-    "README_END", "README_START", "TOLERANCE", "BenchError",
+    "README_END", "README_START", "SAME_ISA_MODELS_README_END", "SAME_ISA_MODELS_README_START",
+    "SAME_ISA_README_END", "SAME_ISA_README_START", "TOLERANCE", "BenchError",
 ]
 
 OPS = ("depthwise", "pointwise", "dense", "separable")
@@ -27,6 +28,10 @@ EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 # The README blocks that --update-readme rewrites: the layer benchmark's, and the model mode's.
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 MODELS_README_START, MODELS_README_END = "<!-- bench-models:start -->", "<!-- bench-models:end -->"
+# --same-isa writes its tables beside those, between markers of its own.
+SAME_ISA_README_START, SAME_ISA_README_END = "<!-- bench-same-isa:start -->", "<!-- bench-same-isa:end -->"
+SAME_ISA_MODELS_README_START = "<!-- bench-models-same-isa:start -->"
+SAME_ISA_MODELS_README_END = "<!-- bench-models-same-isa:end -->"
 
 
 class BenchError(ValueError):

@@ -12,7 +12,7 @@ import torch
 
 from atrous.models import MODELS
 
-from .common import ALL_OPS, DTYPES, LAYOUTS, OP_FUNCTION, OPS, TOLERANCE, BenchError
+from .common import ALL_OPS, DTYPES, LAYOUTS, NOISY_SPREAD, OP_FUNCTION, OPS, TOLERANCE, BenchError
 from .shapes import (
     DEFAULT_LADDER_SHAPE,
     QUICK_SHAPES,
@@ -28,7 +28,9 @@ from .timing import TimingPlan
 
 __all__ = [
     "DEFAULT_BATCHES", "DEFAULT_BUDGET_S", "DEFAULT_MODELS", "DEFAULT_MODEL_BATCHES", "DEFAULT_MODEL_REPEATS",
-    "DEFAULT_MODEL_SIZE", "DEFAULT_REPEATS", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
+    "DEFAULT_MODEL_RETRIES", "DEFAULT_MODEL_SIZE", "DEFAULT_REPEATS",
+    "DEFAULT_RETRIES", "INFERENCE_CASE", "INFERENCE_STEPS", "QUICK_INFERENCE_CASE", "QUICK_TRAIN_CASE",
+    "TRAIN_CASE", "FULL_BATCHES", "GRAD_TOLERANCE", "MODEL_IMPLS",
     "MODEL_OUTPUT_STRIDE", "MODEL_STEPS", "NUM_CLASSES", "QUICK_BUDGET_S", "QUICK_MODEL_BATCHES",
     "QUICK_MODEL_REPEATS", "QUICK_MODEL_SIZE", "QUICK_REPEATS", "TINY_MODEL_SIZE", "Config", "Options",
     "as_options", "command_line", "resolve",
@@ -39,13 +41,21 @@ __all__ = [
 DEFAULT_BATCHES, FULL_BATCHES = (1,), (1, 8)
 DEFAULT_REPEATS, DEFAULT_BUDGET_S = 20, 0.5
 QUICK_REPEATS, QUICK_BUDGET_S = 10, 0.25
+# A set of interleaved contenders whose runs spread by more than --max-spread is measured again, up to
+# --retries more times (models: fewer, a model run takes seconds).
+DEFAULT_RETRIES, DEFAULT_MODEL_RETRIES = 2, 1
 # Model mode (--models): whole networks, impl="atrous" against impl="torch" (step 7 of the package docstring).
-DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large")
-MODEL_STEPS = ("forward", "train", "fused")
+DEFAULT_MODELS = ("deeplabv3plus_xception65", "deeplabv3plus_mobilenet_v3_large", "deeplabv3_resnet50")
+MODEL_STEPS = ("forward", "train", "fused", "best")
+INFERENCE_STEPS = ("forward", "fused", "best")
 MODEL_IMPLS = ("torch", "atrous")  # PyTorch first: its result is the reference
 NUM_CLASSES, MODEL_OUTPUT_STRIDE = 21, 16  # PASCAL VOC, and the DeepLabV3+ paper's output stride
 DEFAULT_MODEL_SIZE, QUICK_MODEL_SIZE, TINY_MODEL_SIZE = 513, 257, 33
 DEFAULT_MODEL_BATCHES, QUICK_MODEL_BATCHES = (1, 8), (1,)
+# Without --size and --batch each step runs where it matters: inference (forward, fused, best) on one
+# 513x513 image, the training step on a batch of 8 crops of 257x257 (--quick: 257 and 2 of 129).
+INFERENCE_CASE, TRAIN_CASE = (1, DEFAULT_MODEL_SIZE), (8, 257)
+QUICK_INFERENCE_CASE, QUICK_TRAIN_CASE = (1, QUICK_MODEL_SIZE), (2, 129)
 DEFAULT_MODEL_REPEATS, QUICK_MODEL_REPEATS = 5, 3  # a model run takes seconds: the budget stops at 3
 GRAD_TOLERANCE = {"float64": 1e-6, "float32": 0.1, "float16": 0.5, "bfloat16": 0.5}  # see step 7
 
@@ -69,6 +79,8 @@ class Options:
     repeats: int | None = None
     warmup: int = 1
     budget: float | None = None
+    max_spread: float = NOISY_SPREAD
+    retries: int | None = None
     tolerance: float | None = None
     out: str | Path = "bench-out"
     update_readme: str | Path | None = None
@@ -79,6 +91,7 @@ class Options:
     size: int | None = None
     steps: Items = None
     layout: str | None = None
+    same_isa: str | None = None  # rerun in a subprocess with both libraries held to one ISA
     tiny: bool = False  # every op on a few tiny planes (the tests)
 
 
@@ -180,12 +193,15 @@ def resolve(options: Any = None, shapes: Sequence[Shape] | None = None,
     ops = tuple(_items(o.ops))
     if not ops or any(op not in OPS for op in ops):
         raise BenchError(f"--ops: expected comma-separated names from {', '.join(OPS)}, got {_text(o.ops)!r}")
-    for option, value, least in (("--repeats", o.repeats, 1), ("--warmup", o.warmup, 0)):
+    for option, value, least in (("--repeats", o.repeats, 1), ("--warmup", o.warmup, 0),
+                                 ("--retries", o.retries, 0)):
         if value is not None and value < least:
             raise BenchError(f"{option}: expected an integer >= {least}, got {value}")
     for option, value in (("--budget", o.budget), ("--rung-budget", o.rung_budget)):
         if value is not None and not value >= 0:
             raise BenchError(f"{option}: expected seconds >= 0, got {value}")
+    if not o.max_spread > 0:
+        raise BenchError(f"--max-spread: expected a positive fraction of the median, got {o.max_spread}")
     if o.tolerance is not None and not o.tolerance > 0:
         raise BenchError(f"--tolerance: expected a positive number, got {o.tolerance}")
     if o.update_readme is not None and not Path(o.update_readme).is_file():  # before the run, not after
@@ -220,7 +236,8 @@ def resolve(options: Any = None, shapes: Sequence[Shape] | None = None,
     budget = o.budget if o.budget is not None else QUICK_BUDGET_S if o.quick else DEFAULT_BUDGET_S
     return Config(
         device=device, dtype=getattr(torch, o.dtype), ops=ops, cases=cases,
-        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget),
+        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget, max_spread=o.max_spread,
+                        retries=DEFAULT_RETRIES if o.retries is None else o.retries),
         tolerance=o.tolerance or TOLERANCE[o.dtype], out=Path(o.out), command=command_line(o),
         update_readme=Path(o.update_readme) if o.update_readme else None,
         ladder=OP_FUNCTION[ladder_kind] if ladder_kind else None, rung_budget_s=o.rung_budget,
@@ -248,18 +265,28 @@ def _resolve_models(o: Options, device: torch.device, registry: Mapping[str, Cal
         raise BenchError(f"--size: expected a positive integer, got {o.size}")
     if o.layout is not None and o.layout not in LAYOUTS:
         raise BenchError(f"--layout: expected one of {', '.join(LAYOUTS)}, got {o.layout!r}")
-    size = o.size or (TINY_MODEL_SIZE if o.tiny else QUICK_MODEL_SIZE if o.quick else DEFAULT_MODEL_SIZE)
-    batches = (_positive_ints(o.batch, "--batch") if o.batch
-               else QUICK_MODEL_BATCHES if o.quick or o.tiny else DEFAULT_MODEL_BATCHES)
+    steps = tuple(s for s in MODEL_STEPS if s in steps)
+    if o.size is None and not o.batch and not o.tiny:  # each step at its own size and batch
+        inference, train = ((QUICK_INFERENCE_CASE, QUICK_TRAIN_CASE) if o.quick
+                            else (INFERENCE_CASE, TRAIN_CASE))
+        plan = [(inference, tuple(s for s in steps if s in INFERENCE_STEPS)),
+                (train, tuple(s for s in steps if s == "train"))]
+        model_cases = [ModelCase(name, b, size, these)
+                       for name in names for (b, size), these in plan if these]
+    else:
+        size = o.size or (TINY_MODEL_SIZE if o.tiny else QUICK_MODEL_SIZE if o.quick else DEFAULT_MODEL_SIZE)
+        batches = (_positive_ints(o.batch, "--batch") if o.batch
+                   else QUICK_MODEL_BATCHES if o.quick or o.tiny else DEFAULT_MODEL_BATCHES)
+        model_cases = [ModelCase(name, b, size) for name in names for b in batches]
     repeats = o.repeats or (QUICK_MODEL_REPEATS if o.quick else DEFAULT_MODEL_REPEATS)
     budget = o.budget if o.budget is not None else QUICK_BUDGET_S if o.quick else DEFAULT_BUDGET_S
     return Config(
         device=device, dtype=getattr(torch, o.dtype), ops=(), cases=[],
-        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget),
+        plan=TimingPlan(warmup=o.warmup, repeats=repeats, budget_s=budget, max_spread=o.max_spread,
+                        retries=DEFAULT_MODEL_RETRIES if o.retries is None else o.retries),
         tolerance=o.tolerance or TOLERANCE[o.dtype], out=Path(o.out), command=command_line(o),
         update_readme=Path(o.update_readme) if o.update_readme else None,
         copy_bytes=(16 << 20) if o.tiny else 256 << 20,
-        model_cases=[ModelCase(name, b, size) for name in names for b in batches],
-        steps=tuple(s for s in MODEL_STEPS if s in steps), layout=o.layout or "nchw",
+        model_cases=model_cases, steps=steps, layout=o.layout or "nchw",
         grad_tolerance=GRAD_TOLERANCE[o.dtype], factories={name: registry[name] for name in names},
     )

@@ -14,7 +14,10 @@ from .. import buildinfo as atrous_info
 from .common import OP_FUNCTION, first_line
 from .timing import CpuTimer, CudaTimer
 
-__all__ = ["build_info", "cpu_model", "exact_fp32", "features", "machine_info"]
+__all__ = ["ISA_ENV_VARS", "build_info", "cpu_isa", "cpu_model", "exact_fp32", "features", "machine_info"]
+
+# What --same-isa sets (atrous/bench/same_isa.py); recorded in every report when set.
+ISA_ENV_VARS = ("ATROUS_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def cpu_model() -> str:
@@ -30,13 +33,32 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> dict:
+    """The instruction sets in use: ATen's CPU capability, atrous's runtime-dispatched path
+    (`atrous.buildinfo.cpu_isa()`, "unknown" in a build without dispatch) and the ISA variables set."""
+    try:
+        aten = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        aten = "unknown"
+    dispatch = getattr(atrous_info, "cpu_isa", None)
+    if dispatch is None:
+        ours = {"active": "unknown", "reason": "this build has one CPU path (no runtime ISA dispatch)"}
+    else:
+        try:
+            ours = dict(dispatch())
+        except Exception as exc:  # noqa: BLE001  (the report is still useful without it)
+            ours = {"active": "unknown", "reason": first_line(exc)}
+    env = {k: os.environ[k] for k in ISA_ENV_VARS if k in os.environ}
+    return {"aten": aten, "atrous": ours, "env": env}
+
+
 def machine_info(device: torch.device, timer: CpuTimer | CudaTimer, copy: dict) -> dict:
     """The report's "machine": device, CPU, threads, platform, torch, the copy bandwidth measured."""
     info = {
         "device": str(device), "cpu": cpu_model(), "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),  # left at torch's default
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "copy_bandwidth": copy,
+        "copy_bandwidth": copy, "isa": cpu_isa(),
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)

@@ -21,6 +21,8 @@ from atrous.nn import fuse, set_impl
 
 from .cases import norm_rel_error, rel_error
 from .common import (
+    LAYOUT_LABEL,
+    LAYOUTS,
     MEMORY_FORMAT,
     MODELS_README_END,
     MODELS_README_START,
@@ -35,9 +37,10 @@ from .common import (
 )
 from .config import DEFAULT_MODELS, MODEL_IMPLS, MODEL_OUTPUT_STRIDE, NUM_CLASSES, Config
 from .plot import plot_models
-from .report import Table, geomean, header_lines, update_readme, write_outputs
+from .profile import op_profile, profile_tables
+from .report import Table, geomean, header_lines, noise_summary, timing_text, update_readme, write_outputs
 from .shapes import ModelCase
-from .timing import CpuTimer, CudaTimer, measure
+from .timing import CpuTimer, CudaTimer, measure_interleaved
 
 __all__ = ["format_model_report", "format_models", "markdown_model_report", "model_table", "run_model_case",
            "run_models_mode", "summarize_models"]
@@ -87,9 +90,31 @@ def _training_step(model: torch.nn.Module, impl: str, x: torch.Tensor,
     return step, loss, grads
 
 
+def _inference_calls(step: str, model: torch.nn.Module, fused: torch.nn.Module | None,
+                     x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    """The contenders of an eval step, each impl on its own copy (so that they can alternate).
+
+    best: the fused model of each impl on each layout (torch/nchw, torch/channels_last, atrous/...)."""
+    if step == "best":
+        calls = {}
+        for impl in MODEL_IMPLS:
+            for layout in LAYOUTS:
+                fmt = MEMORY_FORMAT[layout]
+                net = set_impl(copy.deepcopy(fused), impl).to(memory_format=fmt)
+                calls[f"{impl}/{layout}"] = _no_grad_forward(net, x.contiguous(memory_format=fmt))
+        return calls
+    base = fused if step == "fused" else model
+    return {impl: _no_grad_forward(set_impl(copy.deepcopy(base), impl), x) for impl in MODEL_IMPLS}
+
+
+def _impl_of(contender: str) -> str:
+    return contender.split("/")[0]  # "atrous/channels_last" -> "atrous"
+
+
 def run_model_case(case: ModelCase, model: torch.nn.Module, fused: torch.nn.Module | None, cfg: Config,
                    timer: CpuTimer | CudaTimer, echo: Callable[[str], None] = print) -> dict:
-    """Times every step of one model case under both impls; returns the case's JSON record."""
+    """Times every step of one model case, the impls interleaved (torch, atrous, torch, ...); returns the
+    case's JSON record."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(case.batch, 3, case.size, case.size, generator=gen).to(
         device=cfg.device, dtype=cfg.dtype).contiguous(memory_format=MEMORY_FORMAT[cfg.layout])
@@ -97,36 +122,42 @@ def run_model_case(case: ModelCase, model: torch.nn.Module, fused: torch.nn.Modu
     record: dict[str, Any] = {"name": case.name, "model": case.model, "batch": case.batch, "size": case.size,
                               "input": case.input_dims, "layout": cfg.layout,
                               "params": sum(p.numel() for p in model.parameters()), "steps": {}}
-    for step in cfg.steps:
+    for step in case.steps or cfg.steps:
         started = time.perf_counter()
         rec: dict[str, Any] = {"timings_ms": {}}
-        results: dict[str, Any] = {}  # impl -> output (forward, fused) or (loss, gradients) (train)
+        calls: dict[str, Callable[[], Any]] = {}
+        firsts: dict[str, Any] = {}  # train: impl -> (loss, gradients) of its checked first step
+        plan = cfg.plan
         for impl in MODEL_IMPLS:
             try:
                 if step == "train":
-                    call, loss, grads = _training_step(model, impl, x, labels)
+                    calls[impl], loss, grads = _training_step(model, impl, x, labels)
+                    firsts[impl] = (loss, grads)
                     plan = dataclasses.replace(cfg.plan, warmup=max(0, cfg.plan.warmup - 1))
-                    m, _ = measure(call, timer, plan)
-                    results[impl] = (loss, grads)
-                    del call  # frees this impl's copy of the model before the next one is made
-                else:
-                    net = set_impl(fused if step == "fused" else model, impl)
-                    m, results[impl] = measure(_no_grad_forward(net, x), timer, cfg.plan)
-                rec["timings_ms"][impl] = m.to_json()
+                elif impl == MODEL_IMPLS[0]:
+                    calls |= _inference_calls(step, model, fused, x)
             except Exception as exc:  # noqa: BLE001  (a failing impl is reported, the run goes on)
                 rec["timings_ms"][impl] = {"error": first_line(exc)}
-        if len(results) == len(MODEL_IMPLS):
-            if step == "train":
-                rec["max_rel_err"] = rel_error(results["atrous"][0], results["torch"][0])  # the loss
-                rec["grad_rel_err"] = norm_rel_error(results["atrous"][1], results["torch"][1])
+        outputs: dict[str, Any] = {}
+        for name, got in measure_interleaved(calls, timer, plan).items():
+            if got.error is not None:
+                rec["timings_ms"][name] = {"error": first_line(got.error)}
             else:
-                rec["max_rel_err"] = rel_error(results["atrous"], results["torch"])
-        del results
+                rec["timings_ms"][name] = got.measurement.to_json()
+                outputs[name] = got.out
+        _check_model_step(rec, step, outputs, firsts)
         _derive_model_step(rec, step, case.batch, cfg)
+        if step in PROFILED_STEPS and rec["ok"]:  # one profiled run of each impl's timed configuration
+            chosen = {impl: f"{impl}/{rec['best_layout'][impl]}" if step == "best" else impl
+                      for impl in MODEL_IMPLS}
+            rec["profile"] = {impl: op_profile(calls[name]) for impl, name in chosen.items()}
+        del calls, outputs, firsts
         record["steps"][step] = rec
+        layouts = (f"  best layouts torch {rec['best_layout'].get('torch')}, atrous "
+                   f"{rec['best_layout'].get('atrous')}" if step == "best" else "")
         echo(f"  {case.name:<44} {step:<8} {time.perf_counter() - started:6.1f} s  ms/image atrous "
              f"{fmt_ms(rec['ms_per_image'].get('atrous'))} torch {fmt_ms(rec['ms_per_image'].get('torch'))}  "
-             f"x {fmt_x(rec['speedup'])}  check {rec['check']}")
+             f"x {fmt_x(rec['speedup'])}  check {rec['check']}{layouts}")
     if fused is not None:
         blocks = [m for m in fused.modules() if hasattr(m, "fused_op")]
         record["fused_separable_blocks"] = {"fused_op": sum(bool(m.fused_op) for m in blocks),
@@ -135,23 +166,49 @@ def run_model_case(case: ModelCase, model: torch.nn.Module, fused: torch.nn.Modu
     return record
 
 
+def _check_model_step(rec: dict, step: str, outputs: dict[str, Any], firsts: dict[str, Any]) -> None:
+    """Adds max_rel_err (the output, or the loss for train) and grad_rel_err (train) against PyTorch's."""
+    if step == "train":
+        if len(firsts) == len(MODEL_IMPLS) and len(outputs) == len(MODEL_IMPLS):
+            rec["max_rel_err"] = rel_error(firsts["atrous"][0], firsts["torch"][0])
+            rec["grad_rel_err"] = norm_rel_error(firsts["atrous"][1], firsts["torch"][1])
+        return
+    reference = next((out for name, out in outputs.items() if _impl_of(name) == "torch"), None)
+    ours = [out for name, out in outputs.items() if _impl_of(name) == "atrous"]
+    if reference is not None and ours and len(outputs) == len(rec["timings_ms"]):
+        errors = [rel_error(out, reference) for out in ours]
+        rec["max_rel_err"] = None if None in errors else max(errors)
+
+
 def _derive_model_step(rec: dict, step: str, batch: int, cfg: Config) -> None:
-    """Per-image times, images/s, the ratio and the check of one step record, from its medians."""
-    med = {impl: v.get("median") for impl, v in rec["timings_ms"].items()}
-    rec["ms_per_image"] = {impl: v / batch for impl, v in med.items() if v}
-    rec["images_per_s"] = {impl: 1e3 * batch / v for impl, v in med.items() if v}
+    """Per-image times, images/s, the ratio and the check of one step record, from its medians (best:
+    each impl's fastest layout)."""
+    med: dict[str, float] = {}
+    rec["best_layout"] = {}
+    for name, v in rec["timings_ms"].items():
+        impl, t = _impl_of(name), v.get("median")
+        if t and (impl not in med or t < med[impl]):
+            med[impl] = t
+            if "/" in name:
+                rec["best_layout"][impl] = name.split("/")[1]
+    if step != "best":
+        del rec["best_layout"]
+    rec["ms_per_image"] = {impl: v / batch for impl, v in med.items()}
+    rec["images_per_s"] = {impl: 1e3 * batch / v for impl, v in med.items()}
     rec["speedup"] = ratio(med.get("torch"), med.get("atrous"))
     errors = [v["error"] for v in rec["timings_ms"].values() if "error" in v]
     mismatch = not within(rec.get("max_rel_err"), cfg.tolerance) or (
         step == "train" and not within(rec.get("grad_rel_err"), cfg.grad_tolerance))
     rec["check"] = "ERROR" if errors else "MISMATCH" if mismatch else "ok"
     rec["ok"] = rec["check"] == "ok"
-    rec["noisy"] = [impl for impl, v in rec["timings_ms"].items() if v.get("spread", 0) > NOISY_SPREAD]
+    rec["noisy"] = [name for name, v in rec["timings_ms"].items() if v.get("spread", 0) > cfg.plan.max_spread]
 
 
 MODEL_STEP_LABEL = {"forward": "forward (eval, no_grad)",
                     "train": "training step (forward + loss + backward + SGD)",
-                    "fused": "fused eval model (atrous.nn.fuse), forward"}
+                    "fused": "fused eval model (atrous.nn.fuse), forward",
+                    "best": "best vs best: fused, each impl's faster layout"}
+PROFILED_STEPS = ("train", "best")
 
 
 def summarize_models(records: list[dict], steps: Sequence[str]) -> list[dict]:
@@ -173,7 +230,7 @@ def _model_header_lines(report: dict) -> list[str]:
     s = report["settings"]
     return [
         header_lines(report)[0],
-        (f"times: median ms of up to {s['repeats']} runs after {s['warmup']} warm-up ({s['timer']}); "
+        (f"times: {timing_text(s)}; "
          f"{s['layout']} input; per image = median / batch; x = impl='torch' time / impl='atrous' time "
          f"(> 1x: atrous faster)"),
     ]
@@ -204,7 +261,11 @@ def model_table(report: dict) -> Table:
             errors = [f"{impl}: {v['error']}" for impl, v in rec["timings_ms"].items() if "error" in v]
             check = rec["check"] + (" noisy" if rec["noisy"] else "") + "".join(f"; {e}" for e in errors)
             err = fmt_err([rec["max_rel_err"]]) if "max_rel_err" in rec else "-"
-            rows.append([r["name"], r["input"], step,
+            label = step
+            if rec.get("best_layout", {}).keys() >= {"atrous", "torch"}:
+                label = (f"best (atrous {LAYOUT_LABEL[rec['best_layout']['atrous']]}, "
+                         f"torch {LAYOUT_LABEL[rec['best_layout']['torch']]})")
+            rows.append([r["name"], r["input"], label,
                          fmt_ms(per_image.get("atrous")), fmt_ms(per_image.get("torch")),
                          fmt_num(per_s.get("atrous"), ".2f"), fmt_num(per_s.get("torch"), ".2f"),
                          fmt_x(rec["speedup"]), err, grad, check])
@@ -223,13 +284,20 @@ def _model_notes(report: dict) -> list[str]:
     return sorted(set(notes))
 
 
+def _model_noise(report: dict) -> list[str]:
+    timings = [v for r in report["models"] for rec in r["steps"].values() for v in rec["timings_ms"].values()
+               if "spread" in v]
+    return noise_summary(timings, report["settings"].get("max_spread", NOISY_SPREAD))
+
+
 def format_model_report(report: dict) -> str:
     parts = ["\n".join(_model_header_lines(report)), model_table(report).text()]
+    parts += [t.text() for t in profile_tables(report["models"])]
     notes = _model_notes(report)
     if notes:
         parts.append("notes\n" + "\n".join(notes))
     parts.append("summary (geometric means over cases; x = torch time / atrous time)\n"
-                 + "\n".join(format_model_summary(report)))
+                 + "\n".join(format_model_summary(report) + _model_noise(report)))
     return "\n\n".join(parts)
 
 
@@ -238,8 +306,12 @@ def markdown_model_report(report: dict) -> str:
               f"(the JSON and chart go to `{report['settings']['out']}/`)."), ""]
     lines += [f"{line}  " for line in _model_header_lines(report)]
     lines += ["", "```", "summary (geometric means over cases; x = torch time / atrous time)"]
-    lines += format_model_summary(report) + _model_notes(report)
+    lines += format_model_summary(report) + _model_notes(report) + _model_noise(report)
     lines += ["```", "", model_table(report).markdown()]
+    profiles = profile_tables(report["models"])
+    if profiles:
+        lines += ["", "<details><summary>where the time goes, per op type</summary>", ""]
+        lines += [line for t in profiles for line in (t.markdown(), "")] + ["</details>"]
     return "\n".join(lines)
 
 

@@ -29,7 +29,8 @@ from .common import (
 from .shapes import Shape
 
 __all__ = ["Table", "format_report", "format_shapes", "format_summary", "geomean", "header_lines",
-           "markdown_report", "noise_lines", "result_tables", "summarize", "update_readme", "write_outputs"]
+           "markdown_report", "noise_lines", "noise_summary", "result_tables", "summarize", "timing_text",
+           "update_readme", "write_outputs"]
 
 
 @dataclass
@@ -127,14 +128,25 @@ def summarize(results: list[dict]) -> list[dict]:
 
 
 def noise_lines(report: dict) -> list[str]:
-    """A warning when many measurements were noisy: then only ratios far from 1x mean anything."""
-    spreads = [v["spread"] for r in report["results"] for rec in r.get("directions", {}).values()
+    """How many measurement sets were rerun for noise, and a warning when some stayed noisy: then only
+    ratios far from 1x mean anything."""
+    timings = [v for r in report["results"] for rec in r.get("directions", {}).values()
                for m in rec["timings_ms"].values() for v in m.values() if "spread" in v]
-    noisy = sum(s > NOISY_SPREAD for s in spreads)
-    if not noisy:
-        return []
-    return [(f"  noise: {noisy} of {len(spreads)} measurements had runs spread by more than "
-             f"{NOISY_SPREAD:.0%} of their median (rows marked 'noisy'); was the machine busy?")]
+    return noise_summary(timings, report.get("settings", {}).get("max_spread", NOISY_SPREAD))
+
+
+def noise_summary(timings: Sequence[dict], max_spread: float) -> list[str]:
+    """The noise lines from timing records ({"spread", "attempts"?}), for the layer and model reports."""
+    lines = []
+    rerun = sum(v.get("attempts", 1) > 1 for v in timings)
+    if rerun:
+        lines.append(f"  reruns: {rerun} of {len(timings)} measurements come from a rerun (their set spread "
+                     f"by more than {max_spread:.0%} of its median first)")
+    noisy = sum(v["spread"] > max_spread for v in timings)
+    if noisy:
+        lines.append(f"  noise: {noisy} of {len(timings)} measurements had runs spread by more than "
+                     f"{max_spread:.0%} of their median (rows marked 'noisy'); was the machine busy?")
+    return lines
 
 
 def format_summary(report: dict) -> list[str]:
@@ -217,13 +229,23 @@ def result_tables(report: dict) -> list[Table]:
 def header_lines(report: dict) -> list[str]:
     m, s = report["machine"], report["settings"]
     bw = m["copy_bandwidth"]["GBps"]
+    isa = m.get("isa")
+    isa_text = f"; ISA: ATen {isa['aten']}, atrous {isa['atrous'].get('active', 'unknown')}" if isa else ""
     return [
         (f"atrous bench: {m['device_name']}, {m['threads']} threads, torch {m['torch']}, {s['dtype']}; "
-         f"copy bandwidth {bw:.1f} GB/s"),
-        (f"times: median ms of up to {s['repeats']} runs after {s['warmup']} warm-up "
-         f"({s['timer']}); x = PyTorch time / our time (> 1x: ours faster); "
+         f"copy bandwidth {bw:.1f} GB/s{isa_text}"),
+        (f"times: {timing_text(s)}; x = PyTorch time / our time (> 1x: ours faster); "
          f"x best = PyTorch's faster layout vs ours' faster layout"),
     ]
+
+
+def timing_text(s: dict) -> str:
+    """How the times were taken, from the report's settings (older reports lack the noise settings)."""
+    text = f"median ms of up to {s['repeats']} runs after {s['warmup']} warm-up ({s['timer']})"
+    if "max_spread" in s:
+        text += (f", interleaved with PyTorch's runs (ABAB...), a set spread by more than "
+                 f"{s['max_spread']:.0%} rerun up to {s['retries']} times")
+    return text
 
 
 def format_report(report: dict) -> str:

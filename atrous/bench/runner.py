@@ -41,6 +41,8 @@ def _report_base(cfg: Config, timer: CpuTimer | CudaTimer, ops: Any) -> dict:
         "features": features(ops),
         "settings": {"dtype": str(cfg.dtype).removeprefix("torch."), "warmup": cfg.plan.warmup,
                      "repeats": cfg.plan.repeats, "min_runs": MIN_RUNS, "budget_s": cfg.plan.budget_s,
+                     "max_spread": cfg.plan.max_spread, "retries": cfg.plan.retries,
+                     "interleaved": "one run of each contender in turn (torch, ours, torch, ours, ...)",
                      "tolerance": cfg.tolerance, "out": str(cfg.out), "ops": list(cfg.ops),
                      "timer": "CUDA events, L2 flushed before each run" if timer.flushes else "perf_counter",
                      "backward": "autograd.grad(retain_graph=True) on a graph built once, untimed; "

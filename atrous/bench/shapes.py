@@ -69,6 +69,7 @@ class ModelCase:
     model: str
     batch: int
     size: int
+    steps: tuple[str, ...] | None = None  # the steps timed on this case; None: all the run's steps
 
     @property
     def name(self) -> str:

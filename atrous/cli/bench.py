@@ -22,15 +22,18 @@ from atrous.bench.config import (
     DEFAULT_BUDGET_S,
     DEFAULT_MODEL_BATCHES,
     DEFAULT_MODEL_REPEATS,
+    DEFAULT_MODEL_RETRIES,
     DEFAULT_MODEL_SIZE,
     DEFAULT_MODELS,
     DEFAULT_REPEATS,
+    DEFAULT_RETRIES,
     MODEL_STEPS,
     QUICK_BUDGET_S,
     QUICK_MODEL_REPEATS,
     QUICK_MODEL_SIZE,
     QUICK_REPEATS,
 )
+from atrous.bench.same_isa import ISAS, run_same_isa
 
 __all__ = ["add_arguments", "main"]
 
@@ -59,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=o.budget, metavar="S",
                         help="stop repeating a measurement after S seconds, once 3 runs are in "
                              f"(default {DEFAULT_BUDGET_S}; --quick {QUICK_BUDGET_S})")
+    parser.add_argument("--max-spread", type=float, default=o.max_spread, metavar="F",
+                        help="rerun a case whose runs spread by more than F (interquartile range over "
+                             f"median; default {o.max_spread:g}); rows still above it are marked noisy")
+    parser.add_argument("--retries", type=int, default=o.retries, metavar="N",
+                        help=f"reruns of a too-noisy case (default {DEFAULT_RETRIES}; --models "
+                             f"{DEFAULT_MODEL_RETRIES})")
     parser.add_argument("--tolerance", type=float, default=o.tolerance,
                         help="largest error relative to the tensor's largest value "
                              "(default 1e-4 float32, 1e-10 float64, 1e-2 half types)")
@@ -93,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--layout", default=o.layout, choices=LAYOUTS,
                         help="memory format of the input and the weights, the same for both impls "
                              "(default nchw)")
+    parser.add_argument("--same-isa", default=o.same_isa, choices=ISAS, metavar="ISA",
+                        help=f"one of {', '.join(ISAS)}: run the comparison in a subprocess with atrous "
+                             "(ATROUS_CPU_ISA) and PyTorch (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, "
+                             "ATEN_CPU_CAPABILITY) held to that instruction set; its files go to "
+                             "OUT/same-isa-ISA/, --update-readme writes the bench-same-isa (or "
+                             "bench-models-same-isa) block")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes
 
 
@@ -104,7 +119,10 @@ def main(args: argparse.Namespace, shapes: Sequence[Shape] | None = None, ops: A
         if args.list:
             print(atrous.bench.listing(args, shapes, registry))
             return EXIT_OK
-        report = atrous.bench.run(atrous.bench.resolve(args, shapes, registry), ops)
+        cfg = atrous.bench.resolve(args, shapes, registry)  # bad options stop here, before any subprocess
+        if getattr(args, "same_isa", None):
+            return run_same_isa(args)[1]
+        report = atrous.bench.run(cfg, ops)
     except (BenchError, ImportError) as exc:  # ImportError: the kernels are not built (it says how)
         print(f"python -m atrous bench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

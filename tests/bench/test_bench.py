@@ -20,7 +20,10 @@ from atrous.bench import common as bench_common
 from atrous.bench import config as bench_config
 from atrous.bench import demo as bench_demo
 from atrous.bench import ladder as bench_ladder
+from atrous.bench import machine as bench_machine
+from atrous.bench import profile as bench_profile
 from atrous.bench import report as bench_report
+from atrous.bench import same_isa as bench_same_isa
 from atrous.bench import shapes as bench_shapes
 from atrous.bench import timing as bench_timing
 from atrous.cli import bench as bench_cli
@@ -28,7 +31,7 @@ from atrous.models import list_models
 
 matplotlib.use("Agg")  # headless
 
-FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0")
+FAST = ("--tiny", "--repeats", "2", "--warmup", "0", "--budget", "0", "--retries", "0")
 
 
 def parse(argv):
@@ -237,6 +240,111 @@ def test_relative_error_and_broken_outputs():
     assert bench.rel_error((ref, torch.tensor([2.0])), (ref, torch.tensor([1.0]))) == pytest.approx(1.0)
     assert bench.rel_error(torch.tensor([float("nan"), -4.0]), ref) is None  # NaN is never "close"
     assert bench.rel_error(torch.zeros(3), ref) is None  # wrong shape
+
+
+class ScriptTimer:
+    """A fake timer: each call's "time" comes from its function's script (cycled), and every timed call
+    is logged. Deterministic, no clock involved."""
+
+    flushes = False
+
+    def __init__(self, scripts=None, default=(1.0,)):
+        self.scripts, self.default, self.seen, self.timed = scripts or {}, default, {}, []
+
+    def time_ms(self, fn, flush=True):
+        out = fn()
+        script = self.scripts.get(fn, self.default)
+        k = self.seen[fn] = self.seen.get(fn, -1) + 1
+        self.timed.append(fn)
+        return float(script[k % len(script)]), out
+
+
+def test_interleaved_runs_alternate_between_contenders_after_each_ones_warm_up():
+    log = []
+    calls = {name: (lambda name=name: log.append(name) or name) for name in ("torch", "ours", "unfused")}
+    timer = ScriptTimer({calls["torch"]: (2.0,), calls["ours"]: (1.0,), calls["unfused"]: (3.0,)})
+    plan = bench.TimingPlan(warmup=2, repeats=4, budget_s=1e9)
+    got = bench.measure_interleaved(calls, timer, plan)
+    warm, timed = log[:6], log[6:]
+    assert warm == ["torch", "ours", "unfused"] * 2  # each contender warmed up in turn, untimed
+    assert timed == ["torch", "ours", "unfused"] * 4  # then A B C A B C ...: one run of each per round
+    assert len(timer.timed) == 12
+    assert {n: g.measurement.runs_ms for n, g in got.items()} == {
+        "torch": [2.0] * 4, "ours": [1.0] * 4, "unfused": [3.0] * 4}
+    assert all(g.out == n and g.error is None and g.measurement.attempts == 1 for n, g in got.items())
+    # The budget counts per contender and stops the rounds, never below MIN_RUNS rounds.
+    log.clear()
+    got = bench.measure_interleaved(calls, ScriptTimer(), bench.TimingPlan(warmup=0, repeats=50, budget_s=0))
+    assert log == ["torch", "ours", "unfused"] * bench_timing.MIN_RUNS
+
+
+def test_a_failing_contender_is_dropped_and_the_others_go_on():
+    log = []
+
+    def broken():
+        log.append("ours")
+        if log.count("ours") == 2:  # the warm-up passes, the first timed run fails
+            raise RuntimeError("kernel exploded\nmore")
+
+    calls = {"torch": lambda: log.append("torch"), "ours": broken}
+    got = bench.measure_interleaved(calls, ScriptTimer(), bench.TimingPlan(warmup=1, repeats=3, budget_s=1e9))
+    assert log == ["torch", "ours", "torch", "ours", "torch", "torch"]
+    assert got["ours"].measurement is None and str(got["ours"].error).startswith("kernel exploded")
+    assert got["torch"].measurement.runs_ms == [1.0] * 3
+
+
+def test_a_noisy_set_is_rerun_and_the_quietest_attempt_kept():
+    log = []
+    calls = {name: (lambda name=name: log.append(name)) for name in ("torch", "ours")}
+    # torch is noisy on the first attempt (runs 1, 9, 1, 9 ms) and quiet on the second (4 runs of 5 ms).
+    timer = ScriptTimer({calls["torch"]: (1, 9, 1, 9, 5, 5, 5, 5), calls["ours"]: (2,)})
+    plan = bench.TimingPlan(warmup=1, repeats=4, budget_s=1e9, max_spread=0.25, retries=3)
+    got = bench.measure_interleaved(calls, timer, plan)
+    assert log == ["torch", "ours"] + ["torch", "ours"] * 8  # one warm-up only; two attempts of 4 rounds
+    assert got["torch"].measurement.runs_ms == [5.0] * 4 and got["torch"].measurement.attempts == 2
+    assert got["ours"].measurement.runs_ms == [2.0] * 4  # both from the same (kept) attempt
+    # Noisy on every attempt: 1 + retries attempts, then the one with the smallest worst spread.
+    log.clear()
+    timer = ScriptTimer({calls["torch"]: (1, 9, 1, 9, 1, 9, 1, 9, 4, 6, 4, 6)})
+    plan = bench.TimingPlan(warmup=0, repeats=4, budget_s=1e9, max_spread=0.1, retries=2)
+    got = bench.measure_interleaved(calls, timer, plan)
+    assert len(log) == 3 * 4 * 2
+    m = got["torch"].measurement
+    assert m.runs_ms == [4.0, 6.0, 4.0, 6.0] and m.attempts == 3 and m.spread > 0.1  # still noisy
+    # retries=0: measured once, however noisy.
+    log.clear()
+    got = bench.measure_interleaved(calls, ScriptTimer({calls["torch"]: (1, 9)}),
+                                    bench.TimingPlan(warmup=0, repeats=4, budget_s=1e9, retries=0))
+    assert len(log) == 8 and got["torch"].measurement.attempts == 1
+
+
+def test_run_case_interleaves_reruns_and_marks_still_noisy_rows(tmp_path):
+    cfg = bench.resolve(parse([*FAST, "--ops", "pointwise", "--retries", "1", "--max-spread", "0.5",
+                               "--repeats", "4", "--budget", "1000", "--out", str(tmp_path)]))
+    assert cfg.plan.retries == 1 and cfg.plan.max_spread == 0.5
+    (case,) = cfg.cases
+    timer = ScriptTimer(default=(1.0, 3.0))  # every contender alternates 1 and 3 ms: spread 1.0 > 0.5
+    record = bench_cases.run_case(case, cfg, timer, 10.0, real_ops())
+    for rec in record["directions"].values():
+        for impl in ("torch", "ours"):
+            for layout in bench.LAYOUTS:
+                timing = rec["timings_ms"][impl][layout]
+                assert timing["attempts"] == 2 and timing["runs"] == [1.0, 3.0, 1.0, 3.0]
+        expected = sorted(f"{i}/{lay}" for i in ("torch", "ours") for lay in bench.LAYOUTS)
+        assert sorted(rec["noisy"]) == expected
+        assert rec["check"] == "ok" and rec["speedup"]["ours"]["nchw"] == 1.0
+    # Interleaved: within each (layout, direction) set the timed calls alternate torch, ours, torch, ...
+    names = {}
+    for fn in timer.timed:
+        names.setdefault(fn, len(names))
+    order = [names[fn] for fn in timer.timed]
+    for start in range(0, len(order), 16):  # 2 attempts x 4 rounds x 2 contenders per set
+        chunk = order[start:start + 16]
+        assert chunk[0::2] == [chunk[0]] * 8 and chunk[1::2] == [chunk[1]] * 8 and chunk[0] != chunk[1]
+    report = {"results": [record], "settings": {"max_spread": 0.5}}
+    lines = bench_report.noise_lines(report)
+    assert lines[0].startswith("  reruns: 8 of 8 measurements come from a rerun")
+    assert "8 of 8 measurements had runs spread by more than 50%" in lines[1]
 
 
 def test_spread_flags_noisy_measurements():
@@ -453,7 +561,7 @@ def test_python_m_atrous_bench(capsys):
 # Model mode (--models): whole networks, impl="atrous" against impl="torch"
 # --------------------------------------------------------------------------------------------
 
-MODEL_FAST = ("--tiny", "--repeats", "1", "--warmup", "0", "--budget", "0")
+MODEL_FAST = ("--tiny", "--repeats", "1", "--warmup", "0", "--budget", "0", "--retries", "0")
 
 
 class TinySegNet(torch.nn.Module):
@@ -504,11 +612,20 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
 
     for r in report["models"]:
         assert r["ok"] and r["input"] == f"{r['batch']}x3x17x17"
-        assert list(r["steps"]) == ["forward", "train", "fused"]
+        assert list(r["steps"]) == ["forward", "train", "fused", "best"]
         assert r["params"] == sum(p.numel() for p in TinySegNet().parameters())
         for step, rec in r["steps"].items():
-            med = {impl: rec["timings_ms"][impl]["median"] for impl in ("atrous", "torch")}
-            assert all(len(rec["timings_ms"][impl]["runs"]) == 1 for impl in med)
+            if step == "best":  # each impl's fused model on both layouts; its faster layout counts
+                contenders = {f"{i}/{lay}" for i in ("torch", "atrous") for lay in bench.LAYOUTS}
+                assert set(rec["timings_ms"]) == contenders
+                med = {impl: min(rec["timings_ms"][f"{impl}/{lay}"]["median"] for lay in bench.LAYOUTS)
+                       for impl in ("atrous", "torch")}
+                assert all(rec["timings_ms"][f"{impl}/{rec['best_layout'][impl]}"]["median"] == med[impl]
+                           for impl in med)
+            else:
+                assert set(rec["timings_ms"]) == {"torch", "atrous"}
+                med = {impl: rec["timings_ms"][impl]["median"] for impl in ("atrous", "torch")}
+            assert all(len(v["runs"]) == 1 and v["attempts"] == 1 for v in rec["timings_ms"].values())
             for impl, ms in med.items():  # per image and per second come from the medians
                 assert rec["ms_per_image"][impl] == pytest.approx(ms / r["batch"])
                 assert rec["images_per_s"][impl] == pytest.approx(1e3 * r["batch"] / ms)
@@ -516,10 +633,18 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
             assert rec["check"] == "ok" and rec["max_rel_err"] <= 1e-4
             assert ("grad_rel_err" in rec) == (step == "train")
         assert r["steps"]["train"]["grad_rel_err"] <= 1e-3  # a small network: far below the bound
+        for step in ("train", "best"):  # one profiled run of each impl: time per op type
+            prof = r["steps"][step]["profile"]
+            for impl in ("atrous", "torch"):
+                assert set(prof[impl]["ms"]) == set(bench_profile.CATEGORIES)
+                assert sum(prof[impl]["ms"].values()) == pytest.approx(prof[impl]["total_ms"])
+                assert prof[impl]["ms"][bench_profile.GEMM] > 0  # the 1x1 classifier
+            assert prof["torch"]["ms"][bench_profile.SEPARABLE] == 0  # PyTorch has no fused separable op
+        assert "profile" not in r["steps"]["forward"]
         fused_op = int(hasattr(ops, "separable_conv2d"))
         assert r["fused_separable_blocks"] == {"fused_op": fused_op, "separable": 1}
-    (forward, train, fused) = report["models_summary"]
-    assert (forward["step"], train["step"], fused["step"]) == bench_config.MODEL_STEPS
+    (forward, train, fused, best) = report["models_summary"]
+    assert (forward["step"], train["step"], fused["step"], best["step"]) == bench_config.MODEL_STEPS
     xs = [r["steps"]["forward"]["speedup"] for r in report["models"]]
     assert forward["count"] == 2 and forward["x"] == pytest.approx(math.sqrt(xs[0] * xs[1]))
     assert forward["min"] == {"value": min(xs), "case": report["models"][xs.index(min(xs))]["name"]}
@@ -533,6 +658,9 @@ def test_model_mode_times_both_impls_and_writes_consistent_json_chart_markdown_a
     assert "old" not in text and "--models tiny_segnet" in text
     for line in ("models: impl='atrous' against impl='torch'", "tiny_segnet-17-n1  1x3x17x17  forward",
                  "tiny_segnet-17-n2  2x3x17x17  train", "tiny_segnet-17-n2  2x3x17x17  fused",
+                 "tiny_segnet-17-n2  2x3x17x17  best (atrous ",
+                 "profile of tiny_segnet-17-n2 best, layouts atrous ",
+                 "best vs best: fused, each impl's faster layout",
                  "training step (forward + loss + backward + SGD)",
                  "wrote models.json, models.md, models.png"):
         assert line in out
@@ -549,11 +677,39 @@ def test_model_mode_marks_disagreeing_and_failing_impls(tmp_path, capsys):
         assert rec["check"] == "MISMATCH" and rec["max_rel_err"] > 1e-2, step  # output or loss
     assert doubled["steps"]["train"]["grad_rel_err"] > bench_config.GRAD_TOLERANCE["float32"]
     for step, rec in grouped["steps"].items():  # torch runs the grouped conv, the atrous kernels do not
-        assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch"], step
-        assert rec["timings_ms"]["atrous"]["error"].startswith("NotImplementedError: AtrousConv2d: groups=2")
-        assert rec["speedup"] is None and "max_rel_err" not in rec
+        suffix = "/channels_last" if step == "best" else ""
+        assert rec["check"] == "ERROR" and "median" in rec["timings_ms"]["torch" + suffix], step
+        error = rec["timings_ms"]["atrous" + suffix]["error"]
+        assert error.startswith("NotImplementedError: AtrousConv2d: groups=2"), step
+        assert rec["speedup"] is None and "max_rel_err" not in rec and "profile" not in rec
     assert all(line["count"] == 0 for line in report["models_summary"])  # wrong rows never count
     assert "MISMATCH" in out and "ERROR; atrous: NotImplementedError" in out
+
+
+def test_profile_classifies_ops_by_name_and_weight_shape():
+    c = bench_profile.classify
+    x = [1, 32, 9, 9]
+    assert c("aten::mkldnn_convolution", [x, [64, 32, 1, 1], []]) == bench_profile.GEMM
+    assert c("aten::mkldnn_convolution", [x, [32, 1, 3, 3], []]) == bench_profile.DEPTHWISE
+    assert c("aten::mkldnn_convolution", [x, [64, 32, 3, 3], []]) == bench_profile.DENSE
+    assert c("aten::mkldnn_convolution", [[1, 1, 9, 9], [8, 1, 3, 3], []]) == bench_profile.DENSE  # 1 channel
+    assert c("aten::convolution_backward", [[1, 32, 9, 9], x, [32, 1, 3, 3]]) == bench_profile.DEPTHWISE
+    assert c("atrous::pointwise_conv2d_backward_weight", []) == bench_profile.GEMM
+    assert c("atrous::separable_conv2d", []) == bench_profile.SEPARABLE
+    assert c("atrous::atrous_conv2d", []) == bench_profile.DENSE
+    assert c("aten::addmm") == bench_profile.GEMM
+    assert c("aten::upsample_bilinear2d") == c("aten::native_batch_norm") == bench_profile.ELEMENTWISE
+    assert c("aten::copy_") == bench_profile.LAYOUT and c("aten::empty") == bench_profile.OTHER
+    assert bench_profile.is_autograd_node("ConvolutionBackward0")
+    assert bench_profile.is_autograd_node("GeneratedBackwardFor_atrous_pointwise_conv2d_default")
+    assert not bench_profile.is_autograd_node("aten::convolution_backward")
+    # A real profile: a 1x1 conv and a depthwise conv under PyTorch, every category accounted for.
+    xt = torch.randn(1, 16, 12, 12)
+    pw, dw = torch.randn(16, 16, 1, 1), torch.randn(16, 1, 3, 3)
+    prof = bench_profile.op_profile(lambda: F.conv2d(F.conv2d(xt, pw), dw, padding=1, groups=16), runs=2)
+    assert prof["ms"][bench_profile.GEMM] > 0 and prof["ms"][bench_profile.DEPTHWISE] > 0
+    assert prof["ms"][bench_profile.DENSE] == 0 and prof["ms"][bench_profile.SEPARABLE] == 0
+    assert sum(prof["ms"].values()) == pytest.approx(prof["total_ms"])
 
 
 def test_model_mode_on_a_real_deeplab(tmp_path):
@@ -573,16 +729,22 @@ def test_model_mode_defaults_and_quick_config():
     def config(*argv):
         return bench.resolve(parse(list(argv)))
 
-    full = config("--models")
-    assert [c.name for c in full.model_cases] == [
-        "deeplabv3plus_xception65-513-n1", "deeplabv3plus_xception65-513-n8",
-        "deeplabv3_mobilenet_v3_large-513-n1", "deeplabv3_mobilenet_v3_large-513-n8"]
-    assert full.steps == ("forward", "train", "fused") and full.layout == "nchw" and not full.cases
+    full = config("--models")  # the issue's models: inference on one 513x513 image, training at 8 x 257x257
+    expected = [(f"{name}-513-n1", ("forward", "fused", "best")) for name in bench_config.DEFAULT_MODELS]
+    expected += [(f"{name}-257-n8", ("train",)) for name in bench_config.DEFAULT_MODELS]
+    assert sorted((c.name, c.steps) for c in full.model_cases) == sorted(expected)
+    issue = {"deeplabv3plus_xception65", "deeplabv3plus_mobilenet_v3_large", "deeplabv3_resnet50"}
+    assert set(bench_config.DEFAULT_MODELS) == issue <= set(list_models())
+    assert full.steps == ("forward", "train", "fused", "best") and full.layout == "nchw" and not full.cases
     assert full.plan.repeats == bench_config.DEFAULT_MODEL_REPEATS and full.grad_tolerance == 0.1
+    assert full.plan.retries == bench_config.DEFAULT_MODEL_RETRIES
     quick = config("--models", "--quick")
-    assert {(c.size, c.batch) for c in quick.model_cases} == {(bench_config.QUICK_MODEL_SIZE, 1)}
+    assert {(c.size, c.batch, c.steps) for c in quick.model_cases} == {
+        (bench_config.QUICK_MODEL_SIZE, 1, ("forward", "fused", "best")), (129, 2, ("train",))}
     assert quick.plan.repeats == bench_config.QUICK_MODEL_REPEATS
     assert quick.plan.budget_s == bench_config.QUICK_BUDGET_S
+    inference_only = config("--models", "--steps", "best")
+    assert {(c.size, c.batch, c.steps) for c in inference_only.model_cases} == {(513, 1, ("best",))}
     mine = config("--models", "deeplabv3plus_*65,deeplabv3_mobilenet*", "--size", "129", "--batch", "2",
                   "--steps", "fused,forward", "--repeats", "7", "--layout", "channels_last")
     assert [c.name for c in mine.model_cases] == ["deeplabv3plus_xception65-129-n2",
@@ -591,7 +753,8 @@ def test_model_mode_defaults_and_quick_config():
     assert set(mine.factories) == {"deeplabv3plus_xception65", "deeplabv3_mobilenet_v3_large"}
     args = parse(["--models", "--quick"])
     assert bench.command_line(args) == ("python -m atrous bench --quick --models "
-                                        "deeplabv3plus_xception65,deeplabv3_mobilenet_v3_large")
+                                        "deeplabv3plus_xception65,deeplabv3plus_mobilenet_v3_large,"
+                                        "deeplabv3_resnet50")
 
 
 def test_model_mode_bad_options_exit_2_naming_the_option(tmp_path, capsys):
@@ -649,6 +812,54 @@ def test_ladder_asks_for_the_devices_ladder():
     assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cpu")) == ("a", "b")
     assert bench_ladder.ladder_rungs(fake, "depthwise_conv2d", torch.device("cuda", 0)) == ("a", "b")
     assert seen == [(), ("cuda",)]
+
+
+# --------------------------------------------------------------------------------------------
+# Same-ISA comparison (--same-isa): a subprocess with both libraries held to one instruction set
+# --------------------------------------------------------------------------------------------
+
+def test_same_isa_child_gets_every_option_but_its_own_and_the_readme():
+    options = bench.Options(tiny=True, ops="depthwise", shapes=["tiny-dw8-d2"], repeats=2, retries=0,
+                            same_isa="avx2", update_readme="README.md", out="o")
+    assert bench_same_isa.child_arguments(options, "o/same-isa-avx2") == [
+        "--ops", "depthwise", "--shapes", "tiny-dw8-d2", "--repeats", "2", "--retries", "0", "--tiny",
+        "--out", "o/same-isa-avx2"]
+    assert bench_same_isa.child_arguments(bench.Options(models="a,b", steps=["best"]), "x") == [
+        "--models", "a,b", "--steps", "best", "--out", "x"]
+    assert set(bench_same_isa.ISAS) == {"avx512", "avx2", "generic"}
+    for env in bench_same_isa.ISA_ENV.values():
+        assert set(env) == set(bench_machine.ISA_ENV_VARS)
+
+
+def test_same_isa_runs_the_comparison_in_a_restricted_subprocess(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    start, end = bench_common.SAME_ISA_README_START, bench_common.SAME_ISA_README_END
+    readme.write_text(f"intro\n{start}\nold\n{end}\nend\n")
+    assert run(*FAST, "--ops", "depthwise", "--shapes", "tiny-dw8-d2", "--same-isa", "avx2",
+               "--out", tmp_path / "out", "--update-readme", readme) == 0
+    out = capsys.readouterr().out
+    assert "same ISA (avx2): ATROUS_CPU_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in out
+    assert "depthwise (memory-bound" in out  # the subprocess's own tables, passed through
+    report = json.loads((tmp_path / "out" / "same-isa-avx2" / "bench.json").read_text())
+    isa = report["machine"]["isa"]
+    assert isa["env"] == bench_same_isa.ISA_ENV["avx2"]  # the subprocess saw the restriction
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):  # this process could go wider
+        assert isa["aten"] == "AVX2"  # and ATen took it
+    assert [r["name"] for r in report["results"]] == ["tiny-dw8-d2-n2"] and report["results"][0]["ok"]
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{start}\nSame instruction set, avx2: both libraries restricted")
+    assert text.endswith(f"{end}\nend\n") and "old" not in text
+    assert "--same-isa avx2" in text and "| tiny-dw8-d2-n2 |" in text
+
+
+def test_same_isa_bad_options_exit_2(tmp_path, capsys):
+    assert run(*FAST, "--out", tmp_path, "--ladder", "depthwise_conv2d", "--shapes", "tiny-dw8-d2-n1",
+               "--same-isa", "avx2") == bench_common.EXIT_ERROR
+    assert "--same-isa: compares atrous with PyTorch; expected no --ladder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        run("--same-isa", "sse")
+    assert exc.value.code == 2 and "--same-isa" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran
 
 
 # --------------------------------------------------------------------------------------------
