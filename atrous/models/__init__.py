@@ -64,6 +64,9 @@ from .zoo import (  # registers the named factories, in this order, before the s
 # Registration order is import order: list_models() shows the paper models first, then the small one.
 from .small import SlimXception, deeplabv3plus_small, small_aspp_rates  # registers after the zoo
 
+# isort: split
+from .output_stride import backbone_twin, set_output_stride  # needs every backbone class
+
 __all__ = [
     "ASPP",
     "BACKBONES",
@@ -83,6 +86,7 @@ __all__ = [
     "WeightImportError",
     "XceptionAligned",
     "XceptionBlock",
+    "backbone_twin",
     "build_backbone",
     "convert_timm_xception",
     "convert_torchvision_deeplabv3",
@@ -114,6 +118,7 @@ __all__ = [
     "register_model",
     "resnet50",
     "resnet101",
+    "set_output_stride",
     "small_aspp_rates",
     "summary",
     "torchvision_deeplabv3",

@@ -31,7 +31,9 @@ from .deeplab import DeepLabV3Plus, resolve_aux_loss, with_backbone_weights
 from .registry import register_model
 from .transforms import undilate
 
-__all__ = ["SMALL_STAGES", "SlimXception", "deeplabv3plus_small", "small_aspp_rates"]
+__all__ = ["DILATION_RULES", "SMALL_STAGES", "SlimXception", "deeplabv3plus_small", "small_aspp_rates"]
+
+DILATION_RULES = ("exact", "block")
 
 # (out_channels, blocks, stride) per stage after the stride-2 stem; stage 1 ends at stride 4 and feeds
 # the decoder, stage 4 would end at stride 32.
@@ -69,23 +71,36 @@ class SlimXception(nn.Module):
     """Slim Xception-style backbone: 3x3 stem (stride 2) and :data:`SMALL_STAGES` of separable blocks.
 
     Returns ``{"low": stride-4 features, "aux": stage-3 output, "out": features at output_stride}``.
-    Past ``output_stride`` a stage's first block runs at stride 1 and the stage is dilated by the
-    dropped stride (all its blocks, as MobileNetV3 in torchvision).
+    Past ``output_stride`` a stage's first block runs at stride 1. ``dilation_rule`` says which layers
+    the dropped stride dilates:
+
+    * ``"exact"`` (default): only the layers *after* the dropped stride (the algorithme à trous). The
+      de-strided block keeps the rate it had, so the network computes the output-stride-32 network's
+      features at every position of a denser grid: ``features[..., ::s, ::s]`` equal them exactly
+      (:func:`atrous.models.set_output_stride`). torchvision's ResNet and timm's Xception do this.
+    * ``"block"``: the de-strided block itself as well (torchvision's MobileNetV3 convention, and this
+      model's before issue 14): not the same function as the strided network at any position.
     """
 
     def __init__(self, output_stride: int = 16, in_channels: int = 3, *, stem_channels: int = 16,
-                 stages: Sequence[tuple[int, int, int]] = SMALL_STAGES) -> None:
+                 stages: Sequence[tuple[int, int, int]] = SMALL_STAGES, dilation_rule: str = "exact") -> None:
         super().__init__()
         self.output_stride = check_output_stride(output_stride, "SlimXception")
-        self.in_channels = in_channels
+        if dilation_rule not in DILATION_RULES:
+            raise ValueError(f"SlimXception: expected dilation_rule in {DILATION_RULES}, "
+                             f"got {dilation_rule!r}")
+        self.in_channels, self.stem_channels, self.dilation_rule = in_channels, stem_channels, dilation_rule
+        self.stage_specs = tuple(tuple(s) for s in stages)
         self.stem = ConvBNAct(in_channels, stem_channels, 3, stride=2)
         schedule = StrideSchedule(output_stride, stride=2)
         self.stages = nn.ModuleList()
         cin = stem_channels
         for cout, blocks, stride in stages:
-            stride, _, dilation = schedule.step(stride)
+            stride, before, after = schedule.step(stride)
+            # The stride sits on block 0's second conv: under "exact" block 0 keeps the old rate.
+            first = before if dilation_rule == "exact" else after
             stage = nn.Sequential(*[SeparableBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1,
-                                                   dilation) for i in range(blocks)])
+                                                   first if i == 0 else after) for i in range(blocks)])
             self.stages.append(stage)
             cin = cout
         self.low_level_channels = stages[0][0]
@@ -111,18 +126,19 @@ def deeplabv3plus_small(num_classes: int = 4, output_stride: int = 16, *,
                         aspp_rates: Sequence[int] | None = None, aspp_channels: int = 64,
                         decoder_channels: int = 64, low_level_projection: int = 16, dropout: float = 0.1,
                         dilated: bool = True, aux_loss: bool = False, in_channels: int = 3,
-                        impl: str | None = None, weights_backbone=None,
+                        dilation_rule: str = "exact", impl: str | None = None, weights_backbone=None,
                         weights_backbone_sha256: str | None = None, aux: bool | None = None) -> nn.Module:
     """The small DeepLabV3+ (0.21 M parameters): :class:`SlimXception`, separable ASPP of
     ``aspp_channels`` with :func:`small_aspp_rates`, decoder of ``decoder_channels``.
 
     ``dilated=False`` builds the same network with every dilation set to 1 (:func:`undilate`);
     ``aux_loss`` adds an auxiliary FCN head on the stage-3 features, as the other factories (``aux``:
-    deprecated alias). ``weights_backbone``: a checkpoint of this model (its ``backbone.*``) or the
-    backbone's state dict, as :func:`~atrous.models.deeplabv3`.
+    deprecated alias); ``dilation_rule`` is :class:`SlimXception`'s. ``weights_backbone``: a
+    checkpoint of this model (its ``backbone.*``) or the backbone's state dict, as
+    :func:`~atrous.models.deeplabv3`.
     """
     aux_loss = resolve_aux_loss("deeplabv3plus_small", aux_loss, aux)
-    backbone = SlimXception(output_stride, in_channels)
+    backbone = SlimXception(output_stride, in_channels, dilation_rule=dilation_rule)
     rates = small_aspp_rates(output_stride) if aspp_rates is None else tuple(aspp_rates)
     model = DeepLabV3Plus(backbone, num_classes, aspp_rates=rates, aspp_channels=aspp_channels,
                           separable=True, dropout=dropout, low_level_projection=low_level_projection,

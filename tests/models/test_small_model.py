@@ -27,4 +27,7 @@ def test_small_model_and_undilate():
     with torch.no_grad():
         assert model(x).shape == y.shape and model.backbone(x)["out"].shape == (2, 128, 8, 8)
     after = receptive_field(model.backbone, (64, 64), output="out").output.rf[0]
-    assert (before.size, before.jump) == (443, 8) and (after.size, after.jump) == (187, 8)
+    # The exact à trous rule keeps the OS-32 network's RF (347 px); undilated, it shrinks.
+    assert (before.size, before.jump) == (347, 8) and (after.size, after.jump) == (187, 8)
+    os32 = receptive_field(M.SlimXception(32), (64, 64), output="out").output.rf[0]
+    assert (os32.size, os32.jump) == (347, 32)
