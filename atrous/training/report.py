@@ -62,7 +62,7 @@ def plot_predictions(model: nn.Module, dataset, classes, palette, mean, std, *, 
 def draw_pictures(result: TrainResult, out: str | Path | None = None, count: int = 6) -> list[Path]:
     """``predictions.png`` (validation images with true and predicted classes; each overlay also under
     ``overlays/``) and ``erf.png``: the trained model's effective receptive field at the centre of 8
-    validation images, drawn over the first, with the square that holds half of the gradient (the
+    validation images, drawn beside them (dimmed, grey), with the square that holds half of the gradient (the
     theoretical RF of a DeepLab model covers the image: ASPP's image pooling sees everything). Returns the
     paths written."""
     out = Path(out or result.config.out)
@@ -79,6 +79,7 @@ def draw_pictures(result: TrainResult, out: str | Path | None = None, count: int
     path = out / "erf.png"
     name = f"{result.config.model}, output stride {result.config.output_stride}" + \
         ("" if result.config.dilated else ", no dilation")
-    plot_erf({name: erf}, image=_denormalise(images[0], data.mean, data.std), mass=0.5, path=path)
+    shown = np.stack([_denormalise(im, data.mean, data.std) for im in images])  # (N, H, W, 3)
+    plot_erf({name: erf}, image=shown, mass=0.5, path=path)
     written.append(path)
     return written
