@@ -252,7 +252,8 @@ def test_measured_rf_picture_compares_with_the_analysis(tmp_path):
     assert len(patches(ax, "clipped")) == 1 and len(patches(ax, "theoretical")) == 1
     # no influence (grey, masked) and padding (hatched) look different, and the legend says which is which
     (image,) = ax.images
-    assert tuple(image.cmap.get_bad()[:3]) != (1.0, 1.0, 1.0) and patches(ax, "padding")[0].get_hatch() == "//"
+    assert tuple(image.cmap.get_bad()[:3]) != (1.0, 1.0, 1.0)
+    assert patches(ax, "padding")[0].get_hatch() == "//"
     labels = {t.get_text() for t in ax.get_legend().get_texts()}
     assert {"image pixel with no influence", "zero padding (outside the image)"} <= labels
     assert any(a.get_gid() == "colorbar" for a in fig.axes)
