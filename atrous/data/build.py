@@ -52,7 +52,7 @@ def build_data(config) -> DataBundle:
         if config.min_scale is not None or config.max_scale is not None:
             scale = (config.min_scale or 1.0, config.max_scale or 1.0)
         classes = train.classes
-        palette = palette_for(4, "shapes") if config.cue == "rim" else palette_for(4)
+        palette = palette_for(4, "shapes")  # colour-blind safe, unlike any rim colour in the images
     else:
         if config.data_root is None:
             raise ValueError(f"train: expected --data-root for dataset {config.dataset!r}")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .synthetic import CONTEXT_SHAPES_CLASSES, RIM_COLOURS
+from .synthetic import CONTEXT_SHAPES_CLASSES
 
 __all__ = [
     "CITYSCAPES_CLASSES",
@@ -68,7 +68,10 @@ CITYSCAPES_PALETTE = np.array([
     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
 ], np.uint8)
 
-CONTEXT_SHAPES_PALETTE = np.array([(0, 0, 0), *RIM_COLOURS], np.uint8)  # black background, the rim colours
+# Black background, then Okabe-Ito orange, sky blue and reddish purple (Okabe & Ito, 2008): told apart
+# under the common colour-vision deficiencies, and unlike the pure red, green and blue of the rims the
+# images are drawn with, so a prediction's colour is never mistaken for a colour in the image.
+CONTEXT_SHAPES_PALETTE = np.array([(0, 0, 0), (230, 159, 0), (86, 180, 233), (204, 121, 167)], np.uint8)
 
 # name -> (class names, palette); also the `--palette` choices of the segment command.
 DATASET_INFO: dict[str, tuple[tuple[str, ...], np.ndarray]] = {

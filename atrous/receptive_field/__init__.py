@@ -17,7 +17,7 @@ bounding box of the pixels that influence an output, which is what a gradient me
 """
 
 from .arithmetic import AxisRF, compose, conv_output_size, effective_kernel_size, union
-from .effective import EffectiveRF, effective_receptive_field
+from .effective import ERF_OBJECTIVES, EffectiveRF, EmptyERFWarning, effective_receptive_field
 from .inputs import infer_in_channels
 from .loading import model_from_spec
 from .measurement import (
@@ -48,15 +48,18 @@ from .teaching import (
     hybrid_stack,
     multigrid_stack,
     plain_stack,
+    seeded_stack,
     strided_stack,
 )
 from .tracer import receptive_field
 
 __all__ = [
+    "ERF_OBJECTIVES",
     "TEACHING_STACKS",
     "AxisRF",
     "Box",
     "EffectiveRF",
+    "EmptyERFWarning",
     "ImagePooling",
     "LayerRF",
     "LayerSpec",
@@ -85,6 +88,7 @@ __all__ = [
     "multigrid_stack",
     "plain_stack",
     "receptive_field",
+    "seeded_stack",
     "strided_stack",
     "union",
 ]

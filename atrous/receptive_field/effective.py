@@ -4,6 +4,7 @@ concentrates, as a normalised heatmap."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,13 @@ from .inputs import _eval_mode, _float_dtype_device, _input_size, _select_output
 from .report import Box, UnsupportedModelError
 from .tracer import receptive_field
 
-__all__ = ["EffectiveRF", "effective_receptive_field"]
+__all__ = ["ERF_OBJECTIVES", "EffectiveRF", "EmptyERFWarning", "effective_receptive_field"]
+
+ERF_OBJECTIVES = ("log_prob", "sum")
+
+
+class EmptyERFWarning(UserWarning):
+    """The ERF map is all zero: no gradient reached the input (dead ReLUs, or an output that ignores it)."""
 
 
 @dataclass
@@ -74,14 +81,28 @@ def effective_receptive_field(
     in_channels: int | None = None,
     output: str | int | Callable[[Any], torch.Tensor] | None = None,
     batch_size: int = 4,
+    objective: str = "log_prob",
 ) -> EffectiveRF:
     """The effective receptive field (Luo et al., NeurIPS 2016) of one output position.
 
     ``inputs`` is an image ``(C, H, W)`` or a batch ``(N, C, H, W)``; without it, ``samples`` standard
     normal images of ``input_size`` are drawn (the paper's setting). The model's own weights are used,
     trained or not, in eval mode (its training flags are restored and nothing is modified). The map is
-    ``mean_n sum_c |d sum_k output[n, k, y, x] / d input[n, c]|``, normalised to sum 1.
+    ``mean_n sum_c |d f(output[n, :, y, x]) / d input[n, c]|``, normalised to sum 1, where ``objective``
+    chooses ``f``:
+
+    * ``"log_prob"`` (default): the log-probability of the class predicted at ``(y, x)``, i.e. minus the
+      pixel's cross-entropy loss were that class its label: what training pushes on. With one output
+      channel there is no softmax and the output itself is used.
+    * ``"sum"``: the sum of the class scores (the old behaviour). It measures the scores, not the
+      decision: softmax is shift-invariant (adding the same value to every score changes no
+      probability), so the part of the gradient that moves all scores together, which this sum
+      keeps, is exactly the part the prediction ignores.
+
+    An all-zero map (no gradient reached the input) emits :class:`EmptyERFWarning`.
     """
+    if objective not in ERF_OBJECTIVES:
+        raise ValueError(f"objective must be one of {ERF_OBJECTIVES}, got {objective!r}")
     if inputs is None:
         if input_size is None:
             raise ValueError("give inputs or input_size")
@@ -110,10 +131,20 @@ def effective_receptive_field(
                 raise UnsupportedModelError(f"the output is {y.dim()}-D; the ERF needs (N, C, H, W)")
             if pos is None:
                 pos = ((y.shape[-2] - 1) // 2, (y.shape[-1] - 1) // 2)
-            (g,) = torch.autograd.grad(y[:, :, pos[0], pos[1]].sum(), x)
+            scores = y[:, :, pos[0], pos[1]]  # (N, K)
+            if objective == "log_prob" and scores.shape[1] > 1:
+                logp = torch.log_softmax(scores, dim=1)
+                target = logp.gather(1, logp.detach().argmax(1, keepdim=True)).sum()
+            else:
+                target = scores.sum()
+            (g,) = torch.autograd.grad(target, x)
             heat += g.detach().abs().sum(1).sum(0).to("cpu", torch.float64)
     heat = heat.numpy()
     total = heat.sum()
+    if total == 0:
+        warnings.warn(f"the effective receptive field of output {pos} is all zero: no gradient reached the "
+                      "input (dead ReLUs? try more channels, more samples or another seed)", EmptyERFWarning,
+                      stacklevel=2)
     heat = heat / total if total > 0 else heat
 
     theoretical = clipped = None

@@ -1,5 +1,8 @@
 """Teaching networks for receptive fields: parallel branches, ASPP's image pooling, and small conv stacks
-(plain, strided, atrous, gridding, hybrid, multi-grid, ASPP) named in ``TEACHING_STACKS``."""
+(plain, strided, atrous, gridding, hybrid, multi-grid, ASPP) named in ``TEACHING_STACKS``.
+
+The stacks are 16 channels wide: at 4, a random initialisation often leaves every ReLU on the path
+dead, and the gradient pictures (ERF) come out empty. ``seeded_stack`` builds one reproducibly."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ __all__ = [
     "hybrid_stack",
     "multigrid_stack",
     "plain_stack",
+    "seeded_stack",
     "strided_stack",
 ]
 
@@ -83,39 +87,39 @@ def _dilated(rates: Iterable[int]) -> list[LayerSpec]:
     return [(3, 1, r, r) for r in rates]
 
 
-def plain_stack(depth: int = 6, channels: int = 4) -> nn.Sequential:
+def plain_stack(depth: int = 6, channels: int = 16) -> nn.Sequential:
     """``depth`` 3x3 convolutions: RF ``2 depth + 1``, grows linearly."""
     return conv_stack([(3, 1, 1, 1)] * depth, channels)
 
 
-def strided_stack(depth: int = 6, channels: int = 4) -> nn.Sequential:
+def strided_stack(depth: int = 6, channels: int = 16) -> nn.Sequential:
     """3x3 convolutions, every other one with stride 2: the RF grows fast but the map shrinks."""
     return conv_stack([(3, 2 if i % 2 == 0 else 1, 1, 1) for i in range(depth)], channels)
 
 
-def atrous_stack(rates: Sequence[int] = (1, 2, 4, 8, 16), channels: int = 4) -> nn.Sequential:
+def atrous_stack(rates: Sequence[int] = (1, 2, 4, 8, 16), channels: int = 16) -> nn.Sequential:
     """3x3 convolutions with exponentially growing rates (Yu & Koltun's context module): the RF grows
     exponentially while the map keeps its resolution."""
     return conv_stack(_dilated(rates), channels)
 
 
-def gridding_stack(rate: int = 2, depth: int = 3, channels: int = 4) -> nn.Sequential:
+def gridding_stack(rate: int = 2, depth: int = 3, channels: int = 16) -> nn.Sequential:
     """Equal-rate 3x3 convolutions: only every ``rate``-th pixel reaches an output (gridding)."""
     return conv_stack(_dilated([rate] * depth), channels)
 
 
-def hybrid_stack(rates: Sequence[int] = (1, 2, 3), repeats: int = 2, channels: int = 4) -> nn.Sequential:
+def hybrid_stack(rates: Sequence[int] = (1, 2, 3), repeats: int = 2, channels: int = 16) -> nn.Sequential:
     """Hybrid dilated convolution (Wang et al., 2018): rates without a common factor, no holes."""
     return conv_stack(_dilated(list(rates) * repeats), channels)
 
 
-def multigrid_stack(rates: Sequence[int] = (1, 2, 4), repeats: int = 2, channels: int = 4) -> nn.Sequential:
+def multigrid_stack(rates: Sequence[int] = (1, 2, 4), repeats: int = 2, channels: int = 16) -> nn.Sequential:
     """DeepLabV3's multi-grid unit rates (1, 2, 4) in a block: no holes, a larger RF."""
     return conv_stack(_dilated(list(rates) * repeats), channels)
 
 
 def aspp_stack(
-    output_stride: int = 16, rates: Sequence[int] = (6, 12, 18), channels: int = 4
+    output_stride: int = 16, rates: Sequence[int] = (6, 12, 18), channels: int = 16
 ) -> nn.Sequential:
     """A toy DeepLabV3: a stem of stride-2 3x3 convs down to ``output_stride``, then ASPP (a 1x1 branch,
     one 3x3 branch per rate, image pooling) concatenated and projected by a 1x1 conv."""
@@ -144,3 +148,13 @@ TEACHING_STACKS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "aspp8": (functools.partial(aspp_stack, 8, (12, 24, 36)),
               "stride-8 stem + ASPP (1x1, rates 12, 24, 36, image pooling)"),
 }
+
+
+def seeded_stack(name: str, seed: int = 0) -> nn.Module:
+    """``TEACHING_STACKS[name]`` built with its weights drawn from ``torch.manual_seed(seed)``, without
+    touching the global random state (the same picture on every run)."""
+    if name not in TEACHING_STACKS:
+        raise ValueError(f"name must be one of {sorted(TEACHING_STACKS)}, got {name!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TEACHING_STACKS[name][0]()

@@ -12,27 +12,25 @@ and is re-exported here.
 from ..data.palettes import colorize, get_palette, overlay
 from .common import load_sample_image, sample_image_tensor
 from .display import enable_figure_display
+from .erf_plots import dim_grey, montage, plot_erf, plot_measured_rf
 from .kernels import animate_dilated_conv, plot_dilated_kernel
-from .rf_pictures import model_pictures, teaching_pictures
-from .rf_plots import (
-    DEFAULT_GRIDDING,
-    plot_aspp_coverage,
-    plot_erf,
-    plot_gridding,
-    plot_measured_rf,
-    plot_rf_growth,
-)
+from .rf_growth import GrowthPath, plot_rf_growth, rf_path
+from .rf_pictures import model_pictures, teaching_erfs, teaching_pictures
+from .rf_plots import DEFAULT_GRIDDING, plot_aspp_coverage, plot_gridding
 
 enable_figure_display()  # in Jupyter, a returned Figure displays as a picture (nothing outside IPython)
 
 __all__ = [
     "DEFAULT_GRIDDING",
+    "GrowthPath",
     "animate_dilated_conv",
     "colorize",
     "enable_figure_display",
+    "dim_grey",
     "get_palette",
     "load_sample_image",
     "model_pictures",
+    "montage",
     "overlay",
     "plot_aspp_coverage",
     "plot_dilated_kernel",
@@ -40,6 +38,8 @@ __all__ = [
     "plot_gridding",
     "plot_measured_rf",
     "plot_rf_growth",
+    "rf_path",
     "sample_image_tensor",
+    "teaching_erfs",
     "teaching_pictures",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .theme import save
 
 __all__ = ["load_sample_image", "sample_image_tensor"]
 
@@ -26,11 +26,7 @@ _CURRENT = "#138d90"
 
 
 def _save(fig: Figure, path: PathLike, dpi: int = 100) -> Figure:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
-    return fig
+    return save(fig, path, dpi)
 
 
 def _box_patch(box: tuple[int, int, int, int], **kw) -> Rectangle:
@@ -41,7 +37,6 @@ def _box_patch(box: tuple[int, int, int, int], **kw) -> Rectangle:
 
 def load_sample_image(size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Matplotlib's ``grace_hopper.jpg`` as an ``(H, W, 3)`` uint8 array, resized to ``size`` if given."""
-    data = cbook.get_sample_data("grace_hopper.jpg")
     data = cbook.get_sample_data("grace_hopper.jpg")
     # Depending on the matplotlib version this is an open file or a path.
     if isinstance(data, (str, os.PathLike)):

@@ -10,10 +10,12 @@ from torch import nn
 
 from .. import receptive_field as rfm
 from .common import sample_image_tensor
+from .erf_plots import plot_erf, plot_measured_rf
 from .kernels import animate_dilated_conv, plot_dilated_kernel
-from .rf_plots import plot_aspp_coverage, plot_erf, plot_gridding, plot_measured_rf, plot_rf_growth
+from .rf_growth import plot_rf_growth
+from .rf_plots import plot_aspp_coverage, plot_gridding
 
-__all__ = ["model_pictures", "teaching_pictures"]
+__all__ = ["model_pictures", "teaching_erfs", "teaching_pictures"]
 
 
 def model_pictures(
@@ -49,6 +51,14 @@ def model_pictures(
     return written
 
 
+def teaching_erfs(names=("plain", "strided", "atrous", "hybrid"), input_size: int = 81, samples: int = 16,
+                  seed: int = 0) -> dict[str, rfm.EffectiveRF]:
+    """The ERFs of teaching stacks (16 channels, weights from ``seed``) averaged over ``samples`` random
+    images: reproducible, and wide enough that no map comes out empty."""
+    return {name: rfm.effective_receptive_field(rfm.seeded_stack(name, seed), input_size=input_size,
+                                                samples=samples, seed=seed) for name in names}
+
+
 def teaching_pictures(out: str | os.PathLike) -> list[Path]:
     """Write the general pictures into ``out``: dilated kernels (PNG and GIF), RF growth, gridding, ASPP
     coverage and the ERFs of the plain, strided, atrous and hybrid teaching stacks."""
@@ -60,7 +70,6 @@ def teaching_pictures(out: str | os.PathLike) -> list[Path]:
     plot_rf_growth(path=paths["rf_growth.png"])
     plot_gridding(path=paths["gridding.png"])
     plot_aspp_coverage(path=paths["aspp_coverage.png"])
-    erfs = {name: rfm.effective_receptive_field(rfm.TEACHING_STACKS[name][0](), input_size=81, samples=4)
-            for name in ("plain", "strided", "atrous", "hybrid")}
+    erfs = teaching_erfs()
     plot_erf(erfs, path=paths["erf_stacks.png"])
     return list(paths.values())

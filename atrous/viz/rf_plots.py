@@ -1,87 +1,23 @@
-"""Receptive-field pictures: RF growth with depth, gridding, ASPP coverage on a photo, ERFs, measured RFs."""
+"""Receptive-field pictures: gridding (which pixels reach an output) and ASPP coverage on a photo."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from torch import nn
+from matplotlib.lines import Line2D
 
 from .. import receptive_field as rfm
 from .common import PathLike, _box_patch, _save, load_sample_image
+from .theme import HEAT_CMAP, OKABE_ITO, heat_colorbar
 
 __all__ = [
     "DEFAULT_GRIDDING",
     "plot_aspp_coverage",
-    "plot_erf",
     "plot_gridding",
-    "plot_measured_rf",
-    "plot_rf_growth",
 ]
-
-
-# ------------------------------------------------------------------------------------------------
-# RF growth with depth
-# ------------------------------------------------------------------------------------------------
-
-
-def _growth(report: rfm.ReceptiveFieldReport) -> tuple[list[int], list[float], list[str]]:
-    """RF (horizontal axis) and jump along the output's ancestors, in execution order; rows without
-    a theory use the central output's clipped RF and no jump."""
-    rfs, jumps, names = [], [], []
-    for row in report.ancestors():
-        if row.rf is not None:
-            rfs.append(row.rf[1].size)
-            jumps.append(row.rf[1].jump)
-        else:
-            rfs.append(row.size_at(*row.centre_position)[1])
-            jumps.append(math.nan)
-        names.append(row.label)
-    return rfs, jumps, names
-
-
-def plot_rf_growth(
-    stacks: Mapping[str, nn.Module | rfm.ReceptiveFieldReport] | None = None,
-    input_size: int | tuple[int, int] = 129,
-    path: PathLike = None,
-) -> Figure:
-    """RF size and jump (effective stride) against depth for several networks; by default the plain,
-    strided and atrous teaching stacks: linear growth, fast growth at lost resolution, exponential
-    growth at full resolution."""
-    if stacks is None:
-        stacks = {"plain": rfm.plain_stack(), "strided": rfm.strided_stack(), "atrous": rfm.atrous_stack()}
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_rf, ax_jump = fig.subplots(1, 2)
-    for name, model in stacks.items():
-        if isinstance(model, rfm.ReceptiveFieldReport):
-            report = model
-        else:
-            report = rfm.receptive_field(model, input_size)
-        if not report.supported:
-            problems = "; ".join(report.problems)
-            raise rfm.UnsupportedModelError(f"stacks[{name!r}] cannot be analysed: {problems}")
-        rfs, jumps, _ = _growth(report)
-        depth = list(range(len(rfs)))
-        (line,) = ax_rf.plot(depth, rfs, marker="o", label=name)
-        ax_rf.annotate(f"{rfs[-1]}", (depth[-1], rfs[-1]), textcoords="offset points", xytext=(4, 0),
-                       color=line.get_color(), va="center")
-        ax_jump.plot(depth, jumps, marker="o", label=name, color=line.get_color())
-    ax_rf.set_xlabel("layer (execution order; 0 = input)")
-    ax_rf.set_ylabel("receptive field (pixels)")
-    ax_rf.set_title("r_l = r_{l-1} + (k_eff - 1) j_{l-1}")
-    ax_jump.set_xlabel("layer (execution order; 0 = input)")
-    ax_jump.set_ylabel("jump = output stride (pixels)")
-    ax_jump.set_yscale("log", base=2)
-    ax_jump.set_title("j_l = j_{l-1} s: resolution lost")
-    for ax in (ax_rf, ax_jump):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("receptive field growth with depth")
-    return _save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,8 +42,9 @@ def plot_gridding(
     white pixels inside the dashed RF box never reach the output: equal rates leave a grid of holes,
     hybrid (1, 2, 3) and multi-grid (1, 2, 4) rates fill the box."""
     configs = DEFAULT_GRIDDING if configs is None else configs
-    fig = Figure(figsize=(3.6 * len(configs), 4), layout="constrained")
+    fig = Figure(figsize=(3.4 * len(configs) + 1.2, 4.4), layout="constrained")
     axes = fig.subplots(1, len(configs), squeeze=False)[0]
+    cmap = matplotlib.colormaps[HEAT_CMAP].with_extremes(bad="white")
     for ax, (name, rates) in zip(axes, configs.items()):
         layers = [(kernel_size, 1, r * (kernel_size - 1) // 2, r) for r in rates]
         model = rfm.conv_stack(layers, channels=1, in_channels=1, relu=False)
@@ -118,8 +55,8 @@ def plot_gridding(
         cy, cx = measured.position
         box = report.output.box(cy, cx)
         grad = np.ma.masked_equal(measured.gradient, 0)
-        ax.imshow(grad / grad.max(), cmap="viridis", interpolation="nearest")
-        ax.add_patch(_box_patch(box, edgecolor="#e4572e", linestyle="--", linewidth=1.5, gid="rf"))
+        shown = ax.imshow(grad / grad.max(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.add_patch(_box_patch(box, edgecolor=OKABE_ITO[1], linestyle="--", linewidth=2, gid="rf"))
         covered = int(measured.mask.sum())
         ax.set_title(f"{name}\nRF {r}x{r}, {covered}/{r * r} pixels\nreach the central output", fontsize=10)
         ax.set_xlim(box[1] - 1.5, box[3] + 1.5)
@@ -127,6 +64,9 @@ def plot_gridding(
         ax.set_xticks([])
         ax.set_yticks([])
     k = f"{kernel_size}x{kernel_size}"
+    heat_colorbar(fig, shown, list(axes), "paths to the output (1 = the most; white: none)")
+    axes[0].legend(handles=[Line2D([], [], color=OKABE_ITO[1], ls="--", lw=2, label="theoretical RF")],
+                   loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False, fontsize=9)
     fig.suptitle(f"gridding: input pixels reaching one output of stacked {k} dilated convs")
     return _save(fig, path)
 
@@ -196,89 +136,3 @@ def plot_aspp_coverage(
         ax.set_yticks([])
     fig.suptitle("ASPP branches of the central output (x: tap in the zero padding)")
     return _save(fig, path)
-
-
-# ------------------------------------------------------------------------------------------------
-# effective receptive fields
-# ------------------------------------------------------------------------------------------------
-
-
-def plot_erf(
-    erfs: rfm.EffectiveRF | Mapping[str, rfm.EffectiveRF],
-    image: np.ndarray | None = None,
-    mass: float = 0.95,
-    path: PathLike = None,
-) -> Figure:
-    """ERF heatmaps (optionally over ``image``) with the theoretical RF box (solid), the clipped box
-    (dashed) and the centred square holding ``mass`` of the gradient (dotted)."""
-    if isinstance(erfs, rfm.EffectiveRF):
-        erfs = {"": erfs}
-    fig = Figure(figsize=(4.5 * len(erfs), 4.8), layout="constrained")
-    axes = fig.subplots(1, len(erfs), squeeze=False)[0]
-    for ax, (name, erf) in zip(axes, erfs.items()):
-        heat = erf.heatmap / erf.heatmap.max() if erf.heatmap.max() > 0 else erf.heatmap
-        if image is not None:
-            # the heat's own strength sets its opacity, so the photo shows where the gradient is weak
-            rgba = matplotlib.colormaps["inferno"](heat)
-            rgba[..., 3] = 0.9 * np.sqrt(np.clip(heat, 0, 1))
-            ax.imshow(image)
-            ax.imshow(rgba)
-        else:
-            ax.imshow(heat, cmap="inferno")
-        H, W = heat.shape
-        lines = [name] if name else []
-        if erf.theoretical_box is not None:
-            top, left, bottom, right = erf.theoretical_box
-            ax.add_patch(_box_patch(erf.theoretical_box, edgecolor="#2ec4b6", linewidth=2, gid="theoretical"))
-            lines.append(f"theoretical RF {bottom - top + 1}x{right - left + 1}")
-        elif erf.clipped_box is not None:
-            top, left, bottom, right = erf.clipped_box
-            lines.append(f"clipped RF {bottom - top + 1}x{right - left + 1} (no theory: resampled)")
-        if erf.clipped_box is not None and erf.clipped_box != erf.theoretical_box:
-            ax.add_patch(_box_patch(erf.clipped_box, edgecolor="#2ec4b6", linewidth=1.5, linestyle="--",
-                                    gid="clipped"))
-        side = erf.side_for_mass(mass)
-        cy, cx = erf.centre
-        half = (side - 1) / 2
-        ax.add_patch(Rectangle((cx - half - 0.5, cy - half - 0.5), side, side, fill=False, edgecolor="white",
-                               linestyle=":", linewidth=2, gid="mass"))
-        lines.append(f"{mass:.0%} of |gradient| within {side}x{side}")
-        ax.set_title("\n".join(lines))
-        ax.set_xlim(-0.5, W - 0.5)
-        ax.set_ylim(H - 0.5, -0.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("effective receptive field (Luo et al., 2016)")
-    return _save(fig, path)
-
-
-def plot_measured_rf(
-    measured: rfm.MeasuredRF,
-    rf_info: rfm.ReceptiveFieldReport | rfm.LayerRF | None = None,
-    path: PathLike = None,
-) -> Figure:
-    """The gradient-measured support of one output (white = no influence), with the analytic boxes:
-    clipped (dashed) and, when the layer has a theory, unclipped (solid)."""
-    fig = Figure(figsize=(5, 5.2), layout="constrained")
-    ax = fig.subplots()
-    g = np.ma.masked_equal(measured.gradient, 0)
-    ax.imshow(g / g.max() if g.count() else g, cmap="viridis", interpolation="nearest")
-    title = [f"output {measured.position}: measured RF {measured.size[0]}x{measured.size[1]}"]
-    if rf_info is not None:
-        row = rf_info.output if isinstance(rf_info, rfm.ReceptiveFieldReport) else rf_info
-        clipped = row.box_clipped(*measured.position)
-        if clipped is not None:
-            ax.add_patch(_box_patch(clipped, edgecolor="#e4572e", linestyle="--", linewidth=1.5,
-                                    gid="clipped"))
-        agree = "agrees" if clipped == measured.box else "DISAGREES"
-        title.append(f"analytic clipped box {agree}")
-        if row.rf is not None:
-            box = row.box(*measured.position)
-            ax.add_patch(_box_patch(box, edgecolor="#e4572e", linewidth=2, gid="theoretical"))
-            H, W = measured.input_size
-            top, left, bottom, right = box  # show the part of the theory that lies in the padding
-            ax.set_xlim(min(left, 0) - 1.5, max(right, W - 1) + 1.5)
-            ax.set_ylim(max(bottom, H - 1) + 1.5, min(top, 0) - 1.5)
-    ax.set_title("\n".join(title))
-    return _save(fig, path)
-

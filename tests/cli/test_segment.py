@@ -8,7 +8,14 @@ import torch
 from PIL import Image
 
 from atrous.cli import segment as segment_cli
-from atrous.data.palettes import CITYSCAPES_PALETTE, VOC_CLASSES, VOC_PALETTE, voc_palette
+from atrous.data.palettes import (
+    CITYSCAPES_PALETTE,
+    CONTEXT_SHAPES_PALETTE,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    voc_palette,
+)
+from atrous.data.synthetic import RIM_COLOURS
 from atrous.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from atrous.inference import segment
 from atrous.training import TrainConfig, train
@@ -105,7 +112,7 @@ def test_segment_with_a_trained_checkpoint_matches_the_python_api(tmp_path, imag
     want = segment(result.model, image_file)
     assert np.array_equal(ids, want.numpy())
     mask = Image.open(tmp_path / "seg" / "street_mask.png")
-    assert np.asarray(mask.getpalette()[:12]).reshape(4, 3)[1].tolist() == [230, 30, 30]
+    assert np.asarray(mask.getpalette()[:12]).reshape(4, 3)[1].tolist() == [230, 159, 0]  # Okabe-Ito orange
 
 
 def test_overlay_blends_class_colours():
@@ -131,6 +138,20 @@ def test_palettes():
     assert VOC_PALETTE[1].tolist() == [128, 0, 0] and VOC_PALETTE[15].tolist() == [192, 128, 128]
     assert voc_palette(256)[255].tolist() == [224, 224, 192]  # the VOC boundary colour
     assert CITYSCAPES_PALETTE.shape == (19, 3) and CITYSCAPES_PALETTE[0].tolist() == [128, 64, 128]
+
+
+def test_shapes_palette_differs_from_the_rim_colours_and_survives_colour_blindness():
+    classes = CONTEXT_SHAPES_PALETTE[1:].astype(float)
+    rims = np.asarray(RIM_COLOURS, float)
+    # every class colour is far from every rim colour drawn in the images
+    assert np.linalg.norm(classes[:, None] - rims[None], axis=-1).min() > 100
+    # deuteranopia and protanopia (Vienot et al., 1999, in linear RGB) keep the classes apart
+    lin = (classes / 255) ** 2.2
+    for sim in (np.array([[0.29275, 0.70725, 0], [0.29275, 0.70725, 0], [-0.02234, 0.02234, 1]]),
+                np.array([[0.11238, 0.88762, 0], [0.11238, 0.88762, 0], [0.00401, -0.00401, 1]])):
+        seen = np.clip(lin @ sim.T, 0, 1) ** (1 / 2.2) * 255
+        dist = np.linalg.norm(seen[:, None] - seen[None], axis=-1)
+        assert dist[~np.eye(3, dtype=bool)].min() > 40
 
 
 def test_package_level_segment_and_train_load_on_first_use():

@@ -11,6 +11,7 @@ from torch import nn
 from atrous import receptive_field as rfm
 from atrous.receptive_field import (
     AxisRF,
+    EmptyERFWarning,
     Parallel,
     UnsupportedModelError,
     compose,
@@ -673,3 +674,30 @@ def test_compiled_ops_inside_described_modules():
     report = assert_clipped_matches_measurement(model, 31)
     assert [r.op for r in report.layers[1:]] == ["DescribedOpsConv", "DescribedOpsConv"]
     assert report.output.rf[0] == AxisRF(3 + 6 * 2, 2, 0.0)
+
+
+def test_erf_default_objective_is_the_predicted_class_log_probability():
+    torch.manual_seed(0)
+    model = nn.Conv2d(2, 3, 3, padding=1)
+    x = torch.randn(1, 2, 7, 7)
+    erf = effective_receptive_field(model, x)
+    # by hand: d log softmax(y)[k*] / d x at the centre, k* the predicted class
+    xg = x.clone().requires_grad_(True)
+    scores = model(xg)[0, :, 3, 3]
+    torch.log_softmax(scores, 0)[scores.argmax()].backward()
+    expected = xg.grad.abs().sum(1)[0].double().numpy()
+    np.testing.assert_allclose(erf.heatmap, expected / expected.sum(), rtol=1e-5)
+    # the old objective, the sum of the scores, is kept as an option and differs
+    old = effective_receptive_field(model, x, objective="sum")
+    assert not np.allclose(old.heatmap, erf.heatmap)
+    with pytest.raises(ValueError, match="objective"):
+        effective_receptive_field(model, x, objective="max")
+
+
+def test_an_all_zero_erf_warns():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU())
+    nn.init.zeros_(model[0].weight)
+    nn.init.constant_(model[0].bias, -1.0)  # every ReLU dead: no gradient reaches the input
+    with pytest.warns(EmptyERFWarning, match="all zero"):
+        erf = effective_receptive_field(model, input_size=5, samples=1)
+    assert erf.heatmap.sum() == 0
