@@ -15,6 +15,7 @@ COMMANDS = {
     "train": "train a DeepLab model (alone or under torchrun), validate mIoU, checkpoint",
     "segment": "segment images with a trained checkpoint: mask PNGs and overlays",
     "experiment": "atrous against no atrous against output stride 32, same budget",
+    "gallery": "every teaching figure with a caption in one HTML page",
 }
 
 
