@@ -9,7 +9,8 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick bench-same-isa experiment notebooks
+.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick bench-same-isa experiment notebooks \
+	gallery browser
 
 # The main job: what was built, every kernel checked against PyTorch, the quick benchmark, then a
 # small DeepLabV3+ trained on CPU (about 3 minutes on 2 cores). Everything lands in $(DEMO_OUT)/.
@@ -21,11 +22,23 @@ demo: install
 	MPLBACKEND=Agg $(PY) -m atrous train --preset demo --out $(DEMO_OUT)
 	@echo "demo: pictures and results in $(DEMO_OUT)/: predictions.png, overlays/, erf.png, bench/"
 
-test: install
+test: install browser
 	$(PY) -m ruff check atrous tests tutorials
 	MPLBACKEND=Agg $(PY) -m pytest
 
 install: $(BUILD_STAMP)
+
+# Headless Chromium for the gallery's browser test, installed like torch when it can be (Debian's
+# chromium, as root); without it that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	  echo "make: chromium could not be installed (needs apt-get as root): the gallery browser test will skip"
+
+# Every teaching figure with its caption in one page: $(GALLERY_OUT)/index.html.
+GALLERY_OUT ?= gallery-out
+gallery: install
+	MPLBACKEND=Agg $(PY) -m atrous gallery --out $(GALLERY_OUT)
 
 # The virtual environment with torch and the build tools (torch must be present before the
 # extension builds, hence --no-build-isolation below). torchvision and timm come in the same pip

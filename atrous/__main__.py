@@ -16,6 +16,7 @@ COMMANDS = {
     "segment": "segment images with a trained checkpoint: mask PNGs and overlays",
     "eval": "evaluate a checkpoint or imported weights: mIoU, per-class IoU, confusion matrix, JSON",
     "experiment": "atrous against no atrous against output stride 32, same budget",
+    "gallery": "every teaching figure with a caption in one HTML page",
 }
 
 

@@ -102,6 +102,7 @@ from .config import Config, Options, command_line, resolve
 from .demo import run_demo
 from .ladder import format_ladder
 from .machine import cpu_model, exact_fp32
+from .plot import plot_ladder, plot_models, plot_results, plot_roofline, ratio_iqr
 from .report import format_report, update_readme
 from .runner import exit_status, listing, report_ok, run
 from .shapes import DEMO_SHAPES, QUICK_SHAPES, SHAPES, Case, ModelCase, Shape, select_cases
@@ -152,6 +153,11 @@ __all__ = [
     "measure",
     "measure_interleaved",
     "median_ms",
+    "plot_ladder",
+    "plot_models",
+    "plot_results",
+    "plot_roofline",
+    "ratio_iqr",
     "rel_error",
     "report_ok",
     "resolve",

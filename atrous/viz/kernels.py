@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from ..receptive_field.arithmetic import conv_output_size, effective_kernel_size
 from .common import _CURRENT, _INPUT, _OUTPUT, _PAD, _TAP, PathLike, _save
@@ -22,7 +22,7 @@ def _tap_offsets(kernel_size: int, rate: int) -> list[int]:
 
 
 def _k_eff_text(k: int, d: int) -> str:
-    return f"k_eff = {k} + ({k}-1)({d}-1) = {effective_kernel_size(k, d)}"
+    return rf"$k_{{\mathrm{{eff}}}} = {k} + ({k}-1)({d}-1) = {effective_kernel_size(k, d)}$"
 
 
 def _grid(
@@ -57,7 +57,7 @@ def plot_dilated_kernel(
     n = max(spans) + 2 if input_size is None else input_size
     if n < max(spans):
         raise ValueError(f"input_size={n} is smaller than the largest effective kernel {max(spans)}")
-    fig = Figure(figsize=(3.2 * len(rates), 3.6), layout="constrained")
+    fig = Figure(figsize=(3.4 * len(rates), 4.0), layout="constrained")
     axes = fig.subplots(1, len(rates), squeeze=False)[0]
     c = (n - 1) // 2
     for ax, d, k_eff in zip(axes, rates, spans):
@@ -75,14 +75,15 @@ def plot_dilated_kernel(
         lo = c + offsets[0]
         ax.add_patch(Rectangle((lo, lo), k_eff, k_eff, fill=False, edgecolor="#e4572e", linewidth=2,
                                linestyle="--", gid="span"))
-        ax.set_title(f"rate d = {d}")
+        ax.set_title(f"rate $d = {d}$")
         ax.set_xlabel(_k_eff_text(kernel_size, d))
         ax.set_xlim(0, n)
         ax.set_ylim(n, 0)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"a {kernel_size}x{kernel_size} kernel sampling its input at rates {tuple(rates)}")
+    fig.suptitle(f"a {kernel_size}x{kernel_size} kernel sampling its input at rates {tuple(rates)} "
+                 "(dashed: the span it covers)")
     return _save(fig, path)
 
 
@@ -94,17 +95,22 @@ def animate_dilated_conv(
     padding: int | None = None,
     path: PathLike = None,
     fps: int = 2,
+    dpi: int = 100,
 ) -> Figure:
     """conv_arithmetic-style animation: the dilated kernel slides over the (padded) input, one frame per
-    output position. Returns the Figure (the ``FuncAnimation`` is kept as ``fig.animation``) and writes
-    a GIF when ``path`` (ending in ``.gif``) is given. ``padding`` defaults to "same": ``d (k - 1) // 2``."""
+    output position. Returns the Figure (the ``FuncAnimation`` is kept as ``fig.animation``; in Jupyter
+    ``HTML(fig.animation.to_jshtml())`` plays it) and writes a GIF at ``dpi`` (at least 100) when ``path``
+    (ending in ``.gif``) is given. ``padding`` defaults to "same", ``d (k - 1) // 2`` (the output keeps
+    the input's size); ``padding=0`` shows the unpadded version, whose output shrinks by ``k_eff - 1``."""
+    if dpi < 100:
+        raise ValueError(f"dpi must be >= 100 (readable), got {dpi}")
     if path is not None and Path(path).suffix.lower() != ".gif":
         raise ValueError(f"path must end in .gif, got {path!r}")
     p = rate * (kernel_size - 1) // 2 if padding is None else padding
     if p < 0:
         raise ValueError(f"padding must be >= 0, got {p}")
     n_out = conv_output_size(input_size, kernel_size, stride, p, rate)
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    fig = Figure(figsize=(10, 5.6), layout="constrained")
     ax_in, ax_out = fig.subplots(1, 2, width_ratios=[input_size + 2 * p, max(n_out, 3)])
     cells = _grid(ax_in, input_size, input_size, _INPUT, pad=p)
     out_cells = _grid(ax_out, n_out, n_out, _OUTPUT, gid="output")
@@ -117,8 +123,15 @@ def animate_dilated_conv(
     ax_in.set_title(f"input {input_size}x{input_size}, padding {p}")
     ax_out.set_title(f"output {n_out}x{n_out}")
     fig.suptitle(f"k={kernel_size}, d={rate}, s={stride}, p={p}: {_k_eff_text(kernel_size, rate)}")
-    labels = [ax_in.text(0, 0, str(i + 1), ha="center", va="center", color="white", fontsize=8,
+    labels = [ax_in.text(0, 0, str(i + 1), ha="center", va="center", color="white", fontsize=12,
                          fontweight="bold") for i in range(kernel_size * kernel_size)]
+    ax_in.legend(handles=[Patch(facecolor=_INPUT, edgecolor="#9e9e9e", label="input"),
+                          Patch(facecolor=_PAD, edgecolor="#9e9e9e", linestyle="--", label="zero padding"),
+                          Patch(facecolor=_TAP, label="tap on the input"),
+                          Patch(facecolor="#9e9e9e", label="tap on padding (reads 0)")],
+                 loc="upper center", bbox_to_anchor=(0.5, -0.01), ncols=2, fontsize=10, frameon=False)
+    ax_out.legend(handles=[Patch(facecolor=_CURRENT, label="output being computed")], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.01), fontsize=10, frameon=False)
     frames = [(y, x) for y in range(n_out) for x in range(n_out)]
 
     def draw(frame: int):
@@ -141,6 +154,6 @@ def animate_dilated_conv(
     fig.animation = FuncAnimation(fig, draw, frames=len(frames), interval=1000 // max(fps, 1), blit=False)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.animation.save(str(path), writer=PillowWriter(fps=fps), dpi=60)
+        fig.animation.save(str(path), writer=PillowWriter(fps=fps), dpi=dpi)
     return fig
 

@@ -40,7 +40,7 @@ def test_dilated_kernel_numbers_taps_and_annotates_k_eff(tmp_path):
         assert len(taps) == 9 and len(ax.patches) == n * n + 1  # grid cells + the dashed span
         (span,) = patches(ax, "span")
         assert span.get_width() == k_eff
-        assert ax.get_xlabel() == f"k_eff = 3 + (3-1)({d}-1) = {k_eff}"
+        assert ax.get_xlabel() == rf"$k_{{\mathrm{{eff}}}} = 3 + (3-1)({d}-1) = {k_eff}$"
     with pytest.raises(ValueError, match="input_size"):
         viz.plot_dilated_kernel(rates=(4,), input_size=5)
 
@@ -52,11 +52,17 @@ def test_dilated_conv_animation_writes_one_gif_frame_per_output(tmp_path):
     assert isinstance(fig, Figure) and fig.animation is not None
     with Image.open(path) as gif:
         assert gif.format == "GIF" and gif.n_frames == 4
-    assert "k_eff = 3 + (3-1)(2-1) = 5" in fig._suptitle.get_text()
+        assert min(gif.size) >= 500  # readable: 10 x 5.6 inches at 100 dpi
+    assert r"$k_{\mathrm{eff}} = 3 + (3-1)(2-1) = 5$" in fig._suptitle.get_text()
     ax_in = fig.axes[0]
     assert len(patches(ax_in, "pad")) == 8 * 8 - 4 * 4  # a 2-pixel padding ring around the 4x4 input
     with pytest.raises(ValueError, match="path"):
         viz.animate_dilated_conv(path=tmp_path / "slide.png")
+    with pytest.raises(ValueError, match="dpi"):
+        viz.animate_dilated_conv(dpi=60)
+    # without padding the output shrinks by k_eff - 1 = 4: a 7x7 input gives 3x3 outputs, no padding cells
+    unpadded = viz.animate_dilated_conv(rate=2, input_size=7, padding=0)
+    assert not patches(unpadded.axes[0], "pad") and len(patches(unpadded.axes[1], "output")) == 9
 
 
 def line(ax, gid):
