@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AxisRF", "compose", "conv_output_size", "effective_kernel_size", "union"]
+__all__ = ["AxisRF", "compose", "conv_output_size", "effective_kernel_size", "hdc_max_distance",
+           "reachable_offsets", "union"]
 
 
 def _is_int(value: Any) -> bool:
@@ -140,3 +141,27 @@ def union(rfs: Sequence[AxisRF]) -> AxisRF | None:
     lo = min(r.first for r in rfs)
     hi = max(r.first + r.size - 1 for r in rfs)
     return AxisRF(size=hi - lo + 1, jump=rfs[0].jump, start=(lo + hi) / 2)
+
+
+def reachable_offsets(rates: Sequence[int], kernel_size: int = 3) -> tuple[int, ...]:
+    """Input offsets a stack of ``kernel_size`` convolutions with ``rates`` can reach from an output:
+    ``{sum a_i r_i : a_i in -(k // 2) .. k // 2}``, sorted. Gaps in it are the gridding holes."""
+    half = kernel_size // 2
+    offsets = {0}
+    for r in rates:
+        offsets = {o + a * r for o in offsets for a in range(-half, half + 1)}
+    return tuple(sorted(offsets))
+
+
+def hdc_max_distance(rates: Sequence[int], kernel_size: int = 3) -> int:
+    """``M_2`` of the hybrid dilated convolution criterion (Wang et al. 2018, "Understanding
+    Convolution for Semantic Segmentation"): ``M_n = r_n``,
+    ``M_i = max(M_{i+1} - 2 r_i, M_{i+1} - 2 (M_{i+1} - r_i), r_i)``. The schedule leaves no holes when
+    ``M_2 <= kernel_size``."""
+    rates = [int(r) for r in rates]
+    if not rates or min(rates) < 1:
+        raise ValueError(f"hdc_max_distance: expected one or more positive rates, got {rates}")
+    m = rates[-1]
+    for r in reversed(rates[1:-1]):
+        m = max(m - 2 * r, m - 2 * (m - r), r)
+    return m
