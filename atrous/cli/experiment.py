@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated seeds (reach default 0,1,2,3,4; transfer 0,1,2; legacy: repeat "
                              "the experiment per seed, runs go to OUT/seed-S)")
     parser.add_argument("--steps", type=int, default=None, help="reach: training steps per network")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="reach: trainings in parallel processes (default 1)")
     parser.add_argument("--finetune-steps", type=int, default=None,
                         help="transfer: also fine-tune each OS-8 model for this many steps")
     parser.add_argument("--epochs", type=int, default=None, help="legacy and transfer: epochs per training")
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
             seeds = ()
         if not seeds or args.seed is not None:
             return _error(f"--seeds: expected comma-separated integers, without --seed; got {args.seeds!r}")
-    for name in ("steps", "finetune_steps", "epochs", "batch_size", "lr"):
+    for name in ("steps", "workers", "finetune_steps", "epochs", "batch_size", "lr"):
         if not _positive(args, name) and not (name == "finetune_steps" and args.finetune_steps == 0):
             flag = "--" + name.replace("_", "-")
             return _error(f"{flag}: expected a positive number, got {getattr(args, name)}")
@@ -85,13 +87,14 @@ def main(args: argparse.Namespace) -> int:
     given = [f"--{n.replace('_', '-')}" for n in _LEGACY_ONLY if getattr(args, n) is not None]
     if given:
         return _error(f"{', '.join(given)}: only for --design legacy")
-    wrong = {"reach": ("finetune_steps", "epochs"), "transfer": ("steps",)}[args.design]
+    wrong = {"reach": ("finetune_steps", "epochs"), "transfer": ("steps", "workers")}[args.design]
     given = [f"--{n.replace('_', '-')}" for n in wrong if getattr(args, n) is not None]
     if given:
         return _error(f"{', '.join(given)}: not used by --design {args.design}")
     if args.design == "reach":
         cfg = reach_design.QUICK if args.quick else reach_design.ReachConfig()
-        fields = {"seeds": seeds, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+        fields = {"seeds": seeds, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                  "workers": args.workers}
         cfg = replace(cfg, **{k: v for k, v in fields.items() if v is not None})
         if len(cfg.seeds) < 2:
             return _error("--seeds: the paired tests need at least 2 seeds")
@@ -110,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         flags = [f"--design {args.design}"] + (["--quick"] if args.quick else [])
         flags += [f"--seeds {args.seeds}"] if args.seeds else []
         flags += [f"--{n.replace('_', '-')} {getattr(args, n)}" for n in ("steps", "finetune_steps", "epochs",
-                                                                          "batch_size", "lr")
+                                                                          "batch_size", "lr", "workers")
                   if getattr(args, n) is not None]
         block = f"Measured with `python -m atrous experiment {' '.join(flags)}`:\n\n{text}"
         replace_block(readme, block, f"<!-- {args.design}:start -->", f"<!-- {args.design}:end -->",
@@ -120,8 +123,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _legacy(args: argparse.Namespace, seeds, readme) -> int:
-    if args.steps is not None or args.finetune_steps is not None or args.quick:
-        return _error("--steps, --finetune-steps and --quick: not used by --design legacy")
+    if args.steps is not None or args.finetune_steps is not None or args.workers is not None or args.quick:
+        return _error("--steps, --workers, --finetune-steps and --quick: not used by --design legacy")
     variants = VARIANTS
     if args.variants:
         wanted = [w.strip() for w in args.variants.split(",")]
