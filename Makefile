@@ -83,10 +83,13 @@ bench-same-isa: install
 	$(PY) -m atrous bench --same-isa avx2 --update-readme README.md
 	$(PY) -m atrous bench --models --same-isa avx2 --update-readme README.md
 
-# atrous against no atrous against output stride 32, same budget, 3 seeds (about 22 minutes on 2
-# cores); rewrites the README's table.
+# The three designs of "When does atrous convolution help?" (README): reach (5 seeds), transfer
+# (3 seeds), legacy (3 seeds); each rewrites its README table. Figures and JSON in experiment-out/.
 experiment: install
-	MPLBACKEND=Agg $(PY) -m atrous experiment --seeds 0,1,2 --no-progress --out experiment-out --update-readme README.md
+	MPLBACKEND=Agg $(PY) -m atrous experiment --design reach --no-progress --out experiment-out --update-readme README.md
+	MPLBACKEND=Agg $(PY) -m atrous experiment --design transfer --no-progress --out experiment-out --update-readme README.md
+	MPLBACKEND=Agg $(PY) -m atrous experiment --design legacy --seeds 0,1,2 --no-progress --out experiment-out/legacy \
+		--update-readme README.md
 
 # Jupyter from the project's environment, on the tutorials folder (the `tutorials` extra of setup.py:
 # JupyterLab and ipywidgets, whose sliders drive the interactive pictures).

@@ -1,4 +1,4 @@
-"""The receptive-field experiment: by-size scores checked by hand, the table, the command end to end."""
+"""The legacy design of the experiment: by-size scores checked by hand, the table, the command end to end."""
 
 import argparse
 import json
@@ -55,7 +55,8 @@ def test_table_format():
 def test_experiment_command_end_to_end(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     experiment_cli.add_arguments(parser)
-    argv = ["--image-size", "64", "--train-size", "8", "--val-size", "4", "--batch-size", "4",
+    argv = ["--design", "legacy", "--image-size", "64", "--train-size", "8", "--val-size", "4",
+            "--batch-size", "4",
             "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
     assert experiment_cli.main(parser.parse_args(argv)) == 0
     out = capsys.readouterr().out
@@ -68,7 +69,7 @@ def test_experiment_command_end_to_end(tmp_path, capsys):
     assert rf["no dilation"] < rf["atrous"]  # the same strides, no rates: a smaller receptive field
     for name in ("experiment.json", "experiment.png", "atrous/last.pt", "no_dilation/last.pt"):
         assert (tmp_path / name).stat().st_size > 0
-    assert experiment_cli.main(parser.parse_args(["--variants", "atrous,nope"])) == 2
+    assert experiment_cli.main(parser.parse_args(["--design", "legacy", "--variants", "atrous,nope"])) == 2
     assert "unknown ['nope']" in capsys.readouterr().err
 
 
@@ -77,13 +78,15 @@ def test_experiment_writes_the_readme_table(tmp_path, capsys):
     experiment_cli.add_arguments(parser)
     readme = tmp_path / "README.md"
     readme.write_text("# title\n<!-- experiment:start -->\nold\n<!-- experiment:end -->\ntail\n")
-    argv = ["--variants", "atrous", "--image-size", "48", "--train-size", "4", "--val-size", "2",
+    argv = ["--design", "legacy", "--variants", "atrous", "--image-size", "48", "--train-size", "4",
+            "--val-size", "2",
             "--batch-size", "2", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out"),
             "--update-readme", str(readme)]
     assert experiment_cli.main(parser.parse_args(argv)) == 0
     text = readme.read_text()
     assert text.startswith("# title\n<!-- experiment:start -->\nMeasured with `python -m atrous experiment "
-                           "--variants 'atrous' --epochs 1 --train-size 4 --val-size 2 --image-size 48 "
+                           "--design legacy --variants 'atrous' --epochs 1 --train-size 4 --val-size 2 "
+                           "--image-size 48 "
                            "--batch-size 2` (1 trainings")
     assert "old" not in text and text.endswith("<!-- experiment:end -->\ntail\n")
     assert (tmp_path / "out" / "experiment.md").read_text().strip() in text
@@ -96,7 +99,8 @@ def test_experiment_writes_the_readme_table(tmp_path, capsys):
 def test_experiment_over_seeds_reports_mean_and_range(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     experiment_cli.add_arguments(parser)
-    argv = ["--variants", "atrous,no dilation", "--seeds", "0,3", "--image-size", "48", "--train-size", "4",
+    argv = ["--design", "legacy", "--variants", "atrous,no dilation", "--seeds", "0,3", "--image-size", "48",
+            "--train-size", "4",
             "--val-size", "2", "--batch-size", "2", "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
     assert experiment_cli.main(parser.parse_args(argv)) == 0
     runs = [json.loads((tmp_path / f"seed-{s}" / "experiment.json").read_text()) for s in (0, 3)]
@@ -111,7 +115,55 @@ def test_experiment_over_seeds_reports_mean_and_range(tmp_path, capsys):
         assert cells[4] == f"{sum(mious) / 2:.1f} ({min(mious):.1f}-{max(mious):.1f})"
         assert cells[3] == "/".join(str(r["rows"][i]["erf50"]) for r in runs)
     assert lines[7] == "| 0 | " + " | ".join(f"{100 * r['miou']:.1f}" for r in runs[0]["rows"]) + " |"
-    bad = ["--seeds", "0,x", "--out", str(tmp_path)]
+    bad = ["--design", "legacy", "--seeds", "0,x", "--out", str(tmp_path)]
     assert experiment_cli.main(parser.parse_args(bad)) == 2
-    assert experiment_cli.main(parser.parse_args(["--seeds", "1", "--seed", "2"])) == 2
+    assert experiment_cli.main(parser.parse_args(["--design", "legacy", "--seeds", "1", "--seed", "2"])) == 2
     assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    experiment_cli.add_arguments(parser)
+    return parser
+
+
+def test_reach_design_quick_end_to_end(tmp_path, capsys):
+    """--quick: tiny trainings, so only the plumbing is checked: files, table, statistics from the JSON."""
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- reach:start -->\nold\n<!-- reach:end -->\nb\n")
+    argv = ["--quick", "--no-progress", "--out", str(tmp_path), "--update-readme", str(readme)]
+    assert experiment_cli.main(_parser().parse_args(argv)) == 0  # --design reach is the default
+    results = json.loads((tmp_path / "reach" / "reach.json").read_text())
+    for name in ("reach.md", "reach_depth.png", "reach_errors.png"):
+        assert (tmp_path / "reach" / name).stat().st_size > 0
+    assert [v["key"] for v in results["variants"]] == ["A", "B", "C", "D"]
+    assert len({v["params"] for v in results["variants"]}) == 1
+    first = results["predictions"][1]  # P2: B - A on acc_far, recomputed from the per-seed runs
+    diffs = [100 * (b["acc_far"] - a["acc_far"]) for a, b in zip(results["runs"]["A"], results["runs"]["B"])]
+    assert first["differences"] == pytest.approx(diffs)
+    assert all(p["verdict"] in ("held", "failed") for p in results["predictions"])
+    text = readme.read_text()
+    assert text.startswith("a\n<!-- reach:start -->\nMeasured with `python -m atrous experiment "
+                           "--design reach --quick`:\n\nPredictions, written before the runs:")
+    assert text.index("**P1**") < text.index("| variant |") and "\nold\n" not in text
+    # Bad input: one line, status 2, before any training.
+    for bad, message in ((["--seeds", "1"], "at least 2 seeds"),
+                         (["--epochs", "2"], "not used by --design reach"),
+                         (["--variants", "atrous"], "only for --design legacy"),
+                         (["--steps", "0"], "expected a positive number"),
+                         (["--update-readme", str(tmp_path / "nope.md")], "no file")):
+        capsys.readouterr()
+        assert experiment_cli.main(_parser().parse_args(["--quick", *bad])) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+
+
+def test_transfer_design_quick_end_to_end(tmp_path):
+    argv = ["--design", "transfer", "--quick", "--no-progress", "--out", str(tmp_path)]
+    assert experiment_cli.main(_parser().parse_args(argv)) == 0
+    results = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
+    assert list(results["runs"])[:3] == ["OS 32 (as trained)", "OS 8 dilated", "OS 8 undilated"]
+    assert len(results["runs"]) == 5  # and the two fine-tuned OS-8 models
+    assert [p["key"] for p in results["predictions"]] == ["T1", "T2", "T3"]
+    assert (tmp_path / "transfer" / "transfer.png").stat().st_size > 0
+    assert "| OS 8 dilated |" in (tmp_path / "transfer" / "transfer.md").read_text()

@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .data import pad_collate
-from .metrics import ConfusionMatrix
-from .readme import replace_block
-from .receptive_field import effective_receptive_field, receptive_field
-from .training import PRESETS, TrainConfig, predict, train
+from ..data import pad_collate
+from ..metrics import ConfusionMatrix
+from ..readme import replace_block
+from ..receptive_field import effective_receptive_field, receptive_field
+from ..training import PRESETS, TrainConfig, predict, train
 
 __all__ = ["VARIANTS", "ExperimentRow", "Variant", "evaluate_by_size", "format_seeds_table", "format_table",
            "run_experiment", "update_readme"]
