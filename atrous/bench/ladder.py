@@ -21,6 +21,7 @@ from .common import (
     LAYOUT_LABEL,
     LAYOUTS,
     MEMORY_FORMAT,
+    NOISY_SPREAD,
     OP_FUNCTION,
     BenchError,
     first_line,
@@ -193,6 +194,9 @@ def format_ladder(ladder: dict, report: dict) -> str:
         note = r.get("skipped") or r.get("error") or ("" if r.get("ok", True) else "MISMATCH")
         if ms and len(ms["runs"]) < MIN_RUNS:
             note = (note + f" {len(ms['runs'])} run(s), capped by --rung-budget").strip()
+        max_spread = report["settings"].get("max_spread", NOISY_SPREAD)
+        if any(t.get("spread", 0) > max_spread for t in (ms, r.get("torch_timing_ms", {}))):
+            note = (note + " noisy").strip()
         rows.append([r["rung"], LAYOUT_LABEL[r["layout"]], DIRECTION_LABEL[r["direction"]],
                      fmt_ms(ms.get("median")), fmt_x(r.get("x_prev")), fmt_x(r.get("x_first")),
                      fmt_x(r.get("x_torch")),

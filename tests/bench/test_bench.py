@@ -728,6 +728,14 @@ def test_model_mode_on_a_real_deeplab(tmp_path):
     assert all(rec["ok"] and rec["speedup"] > 0 for rec in r["steps"].values())
 
 
+def test_model_mode_best_step_alone(tmp_path):
+    assert run(*MODEL_FAST, "--models", "tiny_segnet", "--steps", "best", "--out", tmp_path,
+               models=TINY_MODELS) == 0
+    (r,) = json.loads((tmp_path / "models.json").read_text())["models"]
+    assert list(r["steps"]) == ["best"] and r["steps"]["best"]["ok"]
+    assert set(r["steps"]["best"]["best_layout"].values()) <= set(bench.LAYOUTS)
+
+
 def test_model_mode_defaults_and_quick_config():
     def config(*argv):
         return bench.resolve(parse(list(argv)))
