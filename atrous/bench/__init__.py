@@ -65,7 +65,7 @@ The ladder (`--ladder OP --shapes NAME`) times every rung of `atrous.ops.algorit
 (each device has its own ladder) in teaching order, then "auto" and PyTorch, on one shape: what
 each step bought. A rung's run time is first estimated on 1/16 of the channels; a rung estimated
 over `--rung-budget` seconds is skipped (and reported with its estimate), the others get as many
-runs as fit in that budget.
+runs as fit in that budget, each run alternating with one of PyTorch's, whose median "x torch" divides.
 
 Same instruction set (`--same-isa avx2|avx512|generic`): the same run in a subprocess with
 ATROUS_CPU_ISA, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS and ATEN_CPU_CAPABILITY set, so that our

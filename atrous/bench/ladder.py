@@ -2,7 +2,8 @@
 
 What each teaching step bought. A rung's run time is first estimated on 1/16 of the channels; a rung
 estimated over `--rung-budget` seconds is skipped (and reported with its estimate), the others get as
-many runs as fit in that budget.
+many runs as fit in that budget, alternating with PyTorch's runs (torch, rung, torch, ...): "x torch"
+divides those paired PyTorch runs' median by the rung's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .common import (
     LAYOUT_LABEL,
     LAYOUTS,
     MEMORY_FORMAT,
+    NOISY_SPREAD,
     OP_FUNCTION,
     BenchError,
     first_line,
@@ -34,7 +36,7 @@ from .config import Config
 from .plot import plot_ladder
 from .report import Table, header_lines, write_outputs
 from .shapes import Case, Shape
-from .timing import MIN_RUNS, CpuTimer, CudaTimer, Measurement, measure
+from .timing import MIN_RUNS, CpuTimer, CudaTimer, Measurement, measure, measure_interleaved
 
 __all__ = ["PROBE_FRACTION", "check_ladder_api", "format_ladder", "ladder_rungs", "run_ladder",
            "run_ladder_mode"]
@@ -64,9 +66,11 @@ def _sliced(case: Case, t: Tensors, c: int, layout: str) -> tuple[Case, Tensors]
 
 
 def _budgeted(case: Case, t: Tensors, impl_for: Callable[[Shape], Impl], direction: str, gy, layout: str,
-              cfg: Config, timer: CpuTimer | CudaTimer) -> tuple[Measurement | None, Any, str | None]:
+              cfg: Config, timer: CpuTimer | CudaTimer, torch_call: Callable[[], Any] | None = None,
+              torch_ms: float = 0.0) -> tuple[Measurement | None, Any, str | None, Measurement | None]:
     """Probe on 1/PROBE_FRACTION of the channels; skip when the full run would exceed the rung
-    budget, else cap the repeats so the rung fits in it."""
+    budget, else cap the repeats so the rung fits in it. With torch_call, the rung's runs alternate
+    with PyTorch's (torch, rung, torch, rung, ...); the last value is PyTorch's paired measurement."""
     full = case.shape.channels if case.shape.op in ("depthwise", "separable") else case.shape.out_channels
     c = max(1, full // PROBE_FRACTION)
     estimate = 0.0
@@ -87,11 +91,17 @@ def _budgeted(case: Case, t: Tensors, impl_for: Callable[[Shape], Impl], directi
             estimate = probe()
     if estimate > cfg.rung_budget_s:
         return None, None, (f"skipped: about {estimate:.3g} s per run (estimated on {c}/{full} channels), "
-                            f"over --rung-budget {cfg.rung_budget_s:g} s")
-    fits = int(cfg.rung_budget_s / estimate) - cfg.plan.warmup if estimate else cfg.plan.repeats
+                            f"over --rung-budget {cfg.rung_budget_s:g} s"), None
+    per_round = estimate + (torch_ms * 1e-3 if torch_call is not None else 0.0)
+    fits = int(cfg.rung_budget_s / per_round) - cfg.plan.warmup if per_round else cfg.plan.repeats
     plan = dataclasses.replace(cfg.plan, repeats=max(1, min(cfg.plan.repeats, fits)))
-    m, out = measure(make_call(impl_for(case.shape), t, direction, gy), timer, plan)
-    return m, out, None
+    calls = {"torch": torch_call} if torch_call is not None else {}
+    calls["rung"] = make_call(impl_for(case.shape), t, direction, gy)
+    got = measure_interleaved(calls, timer, plan)
+    if got["rung"].error is not None:
+        raise got["rung"].error
+    paired = got["torch"].measurement if "torch" in got else None
+    return got["rung"].measurement, got["rung"].out, None, paired
 
 
 def ladder_rungs(ops: Any, fname: str, device: torch.device) -> tuple:
@@ -117,7 +127,7 @@ def run_ladder(case: Case, cfg: Config, timer: CpuTimer | CudaTimer, copy_gbps: 
                                  generator=torch.Generator().manual_seed(1)).to(
                     device=cfg.device, dtype=cfg.dtype).contiguous(memory_format=MEMORY_FORMAT[layout])
             w = work(case, direction, itemsize)
-            reference = None
+            reference, torch_call, torch_ms = None, None, 0.0
             entries = [("torch", None)] + [(r, r) for r in rungs]  # PyTorch first: the reference
             for label, algo in entries:
                 impl_name = "torch" if algo is None else "ours"
@@ -128,10 +138,14 @@ def run_ladder(case: Case, cfg: Config, timer: CpuTimer | CudaTimer, copy_gbps: 
                 row: dict[str, Any] = {"rung": label, "layout": layout, "direction": direction}
                 try:
                     if label == "torch":  # the reference is never skipped
-                        m, out = measure(make_call(impl_for(case.shape), t, direction, gy), timer, cfg.plan)
-                        skipped = None
-                    else:
-                        m, out, skipped = _budgeted(case, t, impl_for, direction, gy, layout, cfg, timer)
+                        torch_call = make_call(impl_for(case.shape), t, direction, gy)
+                        m, out = measure(torch_call, timer, cfg.plan)
+                        skipped, torch_ms = None, m.median_ms
+                    else:  # interleaved with PyTorch's runs: x torch compares runs under the same load
+                        m, out, skipped, paired = _budgeted(case, t, impl_for, direction, gy, layout, cfg,
+                                                            timer, torch_call, torch_ms)
+                        if paired is not None:
+                            row["torch_timing_ms"] = paired.to_json()
                 except Exception as exc:  # noqa: BLE001  (a failing rung is reported, the others run)
                     m, out, skipped = None, None, None
                     row["error"] = first_line(exc)
@@ -165,7 +179,8 @@ def _ladder_ratios(rows: list[dict]) -> None:
             t = med[r["rung"]]
             r["x_prev"] = ratio(prev, t) if r["rung"] != "auto" else None
             r["x_first"] = ratio(first, t)
-            r["x_torch"] = ratio(med.get("torch"), t)
+            paired = r.get("torch_timing_ms", {}).get("median")  # PyTorch's runs alternating with this rung's
+            r["x_torch"] = ratio(paired or med.get("torch"), t)
             if t and r["rung"] != "auto":
                 prev = t
 
@@ -179,6 +194,9 @@ def format_ladder(ladder: dict, report: dict) -> str:
         note = r.get("skipped") or r.get("error") or ("" if r.get("ok", True) else "MISMATCH")
         if ms and len(ms["runs"]) < MIN_RUNS:
             note = (note + f" {len(ms['runs'])} run(s), capped by --rung-budget").strip()
+        max_spread = report["settings"].get("max_spread", NOISY_SPREAD)
+        if any(t.get("spread", 0) > max_spread for t in (ms, r.get("torch_timing_ms", {}))):
+            note = (note + " noisy").strip()
         rows.append([r["rung"], LAYOUT_LABEL[r["layout"]], DIRECTION_LABEL[r["direction"]],
                      fmt_ms(ms.get("median")), fmt_x(r.get("x_prev")), fmt_x(r.get("x_first")),
                      fmt_x(r.get("x_torch")),

@@ -338,7 +338,7 @@ def run_models_mode(cfg: Config, timer: CpuTimer | CudaTimer, report: dict,
         warnings.simplefilter("ignore", AtrousRateWarning)
         for name in names:
             model = _seeded_model(cfg.factories[name], cfg)
-            fused = fuse(model) if "fused" in cfg.steps else None
+            fused = fuse(model) if {"fused", "best"} & set(cfg.steps) else None
             for case in (c for c in cfg.model_cases if c.model == name):
                 records.append(run_model_case(case, model, fused, cfg, timer, echo))
             del model, fused

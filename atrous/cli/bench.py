@@ -23,15 +23,17 @@ from atrous.bench.config import (
     DEFAULT_MODEL_BATCHES,
     DEFAULT_MODEL_REPEATS,
     DEFAULT_MODEL_RETRIES,
-    DEFAULT_MODEL_SIZE,
     DEFAULT_MODELS,
     DEFAULT_REPEATS,
     DEFAULT_RETRIES,
+    INFERENCE_CASE,
     MODEL_STEPS,
     QUICK_BUDGET_S,
+    QUICK_INFERENCE_CASE,
     QUICK_MODEL_REPEATS,
-    QUICK_MODEL_SIZE,
     QUICK_REPEATS,
+    QUICK_TRAIN_CASE,
+    TRAIN_CASE,
 )
 from atrous.bench.same_isa import ISAS, run_same_isa
 
@@ -90,15 +92,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--models", nargs="?", const=",".join(DEFAULT_MODELS), default=o.models,
                         metavar="LIST",
                         help="comma-separated names or globs from atrous.models.MODELS (without LIST: "
-                             f"{','.join(DEFAULT_MODELS)}); --batch defaults to "
-                             f"{','.join(map(str, DEFAULT_MODEL_BATCHES))} and --repeats to "
-                             f"{DEFAULT_MODEL_REPEATS} (--quick: batch 1, {QUICK_MODEL_REPEATS} repeats); "
+                             f"{','.join(DEFAULT_MODELS)}); without --size and --batch, forward, fused "
+                             f"and best run at batch {INFERENCE_CASE[0]} on {INFERENCE_CASE[1]}x"
+                             f"{INFERENCE_CASE[1]} and train at batch {TRAIN_CASE[0]} on {TRAIN_CASE[1]}x"
+                             f"{TRAIN_CASE[1]} (--quick: {QUICK_INFERENCE_CASE[1]}, and batch "
+                             f"{QUICK_TRAIN_CASE[0]} on {QUICK_TRAIN_CASE[1]}); with them every step on "
+                             f"every case (--batch default {','.join(map(str, DEFAULT_MODEL_BATCHES))}); "
+                             f"--repeats {DEFAULT_MODEL_REPEATS} (--quick {QUICK_MODEL_REPEATS}); "
                              "writes models.json, models.md, models.png")
     models.add_argument("--size", type=int, default=o.size, metavar="N",
-                        help=f"input height = width (default {DEFAULT_MODEL_SIZE}; "
-                             f"--quick {QUICK_MODEL_SIZE})")
+                        help="input height = width of every case (default: per step, see --models)")
     models.add_argument("--steps", default=o.steps, metavar="LIST",
-                        help=f"comma-separated, from {','.join(MODEL_STEPS)} (default: all)")
+                        help=f"comma-separated, from {','.join(MODEL_STEPS)} (default: all; best = each "
+                             "impl's fused model on its faster layout)")
     models.add_argument("--layout", default=o.layout, choices=LAYOUTS,
                         help="memory format of the input and the weights, the same for both impls "
                              "(default nchw)")

@@ -538,7 +538,10 @@ def test_ladder_times_every_rung_and_skips_the_slow_ones(tmp_path, capsys):
             assert "skipped: about" in naive["skipped"] and "--rung-budget 0.2 s" in naive["skipped"]
             assert "timing_ms" not in naive
             assert fast["ok"] and fast["max_rel_err"] < 1e-5
-            ratio = torch_row["timing_ms"]["median"] / fast["timing_ms"]["median"]
+            assert "torch_timing_ms" not in torch_row and "torch_timing_ms" not in naive  # skipped: no pair
+            paired = fast["torch_timing_ms"]  # PyTorch's runs alternating with the rung's
+            assert len(paired["runs"]) == len(fast["timing_ms"]["runs"])
+            ratio = paired["median"] / fast["timing_ms"]["median"]
             assert fast["x_torch"] == pytest.approx(ratio)
             assert fast["x_first"] == pytest.approx(1.0)  # the first rung that ran
     assert "skipped: about" in out and "ladder of depthwise_conv2d on tiny-dw8-d2-n1" in out
@@ -723,6 +726,14 @@ def test_model_mode_on_a_real_deeplab(tmp_path):
     (r,) = json.loads((tmp_path / "models.json").read_text())["models"]
     assert r["name"] == "deeplabv3_mobilenet_v3_large-33-n1" and r["layout"] == "channels_last"
     assert all(rec["ok"] and rec["speedup"] > 0 for rec in r["steps"].values())
+
+
+def test_model_mode_best_step_alone(tmp_path):
+    assert run(*MODEL_FAST, "--models", "tiny_segnet", "--steps", "best", "--out", tmp_path,
+               models=TINY_MODELS) == 0
+    (r,) = json.loads((tmp_path / "models.json").read_text())["models"]
+    assert list(r["steps"]) == ["best"] and r["steps"]["best"]["ok"]
+    assert set(r["steps"]["best"]["best_layout"].values()) <= set(bench.LAYOUTS)
 
 
 def test_model_mode_defaults_and_quick_config():
