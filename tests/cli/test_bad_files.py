@@ -194,3 +194,9 @@ def test_train_resume_with_a_foreign_optimizer_state(files, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("train: error: train: checkpoint") and "optimizer state does not fit" in err
+
+
+def test_rf_reads_a_good_checkpoint(files, tmp_path, capsys):
+    assert atrous_main.main(FILE_COMMANDS["rf"](files["good"], tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["#", "layer", "op", "params"]
