@@ -109,9 +109,11 @@ def format_report(info: dict) -> str:
         lines.append("mode         no-extension: installed without compiled kernels; models, receptive "
                      "fields, pictures and training run with impl='torch' (F.conv2d)")
     elif info["extension"] is None:
+        lines.append("mode         extension (compiled kernels), but they do not load:")
         lines.append(f"extension    NOT LOADED: {info['extension_error']}")
     else:
         lines += [
+            "mode         extension (compiled kernels)",
             f"extension    {info['extension']}",
             f"  built against torch {info['built_against_torch']}",
             f"  CPU kernels  yes ({info['cpu_arch_flags']}, OpenMP {'yes' if info['openmp'] else 'no'})",

@@ -206,6 +206,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         value = state.setdefault(key, _DEFAULTS[key])
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise CheckpointError(f"{where}: field {key!r} has type {type(value).__name__}")
+    if not all(isinstance(h, dict) for h in state["history"]):
+        raise CheckpointError(f"{where}: field 'history' must be a list of dicts")
     return state
 
 

@@ -26,7 +26,14 @@ from ..data import DataBundle, build_data, pad_collate
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
 from ..models.pretrained import load_backbone_weights
-from .checkpoint import ModelSpec, build_model, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    ModelSpec,
+    build_model,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .distributed import (
     DistributedContext,
@@ -224,7 +231,12 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
     step = 0
     if state is not None:
         if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+            except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise CheckpointError(f"train: checkpoint {str(resume_path)!r}: its optimizer state does not "
+                                      f"fit this model ({type(e).__name__}: {first})") from e
         if state.get("scaler") and use_amp:
             scaler.load_state_dict(state["scaler"])
         step, history, losses = int(state["step"]), list(state["history"]), list(state.get("losses", []))

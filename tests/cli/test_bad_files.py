@@ -98,8 +98,8 @@ FILE_COMMANDS = {
                                "--out", str(tmp / "seg")],
     "train --resume": lambda f, tmp: ["train", "--dataset", "shapes", "--train-size", "4", "--val-size", "2",
                                       "--image-size", "32", "--batch-size", "2", "--epochs", "1",
-                                      "--no-progress", "--impl", "torch", "--out", str(tmp / "run"),
-                                      "--resume", str(f)],
+                                      "--output-stride", "16", "--no-progress", "--impl", "torch",
+                                      "--out", str(tmp / "run"), "--resume", str(f)],
     "rf": lambda f, tmp: ["rf", str(f), "--no-pictures", "--no-measure", "--input-size", "33", "33"],
 }
 
@@ -182,3 +182,21 @@ def test_python_m_atrous_segment_refuses_a_payload(files, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "refused" in proc.stderr and "Traceback" not in proc.stderr
     assert not files["marker"].exists()
+
+
+def test_train_resume_with_a_foreign_optimizer_state(files, tmp_path, capsys):
+    """The model fits, the optimizer state (another network's) does not: one line, exit 2."""
+    state = torch.load(files["good"], weights_only=True)
+    state["optimizer"] = {"state": {}, "param_groups": [{"params": [0, 1], "lr": 0.1}]}
+    path = tmp_path / "foreign_optimizer.pt"
+    torch.save(state, path)
+    status = atrous_main.main(FILE_COMMANDS["train --resume"](path, tmp_path))
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("train: error: train: checkpoint") and "optimizer state does not fit" in err
+
+
+def test_rf_reads_a_good_checkpoint(files, tmp_path, capsys):
+    assert atrous_main.main(FILE_COMMANDS["rf"](files["good"], tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["#", "layer", "op", "params"]

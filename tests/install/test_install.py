@@ -57,6 +57,8 @@ def _copy_sources(dest: Path) -> Path:
 
 def _build_wheel(src: Path, out: Path, **env) -> Path:
     shutil.rmtree(out, ignore_errors=True)
+    for stale in (src / "build").glob("lib.*"):  # last session's package files; objects (temp.*) stay
+        shutil.rmtree(stale)
     _run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", out, "."], cwd=src,
          env=_env(**env), timeout=3600)
     (wheel,) = out.glob("atrous-*.whl")
