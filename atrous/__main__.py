@@ -14,6 +14,7 @@ COMMANDS = {
     "rf": "receptive fields: theory table, gradient check and pictures for a model",
     "train": "train a DeepLab model (alone or under torchrun), validate mIoU, checkpoint",
     "segment": "segment images with a trained checkpoint: mask PNGs and overlays",
+    "export": "export a checkpoint as ONNX (checked with onnxruntime) or a torch.export program",
     "eval": "evaluate a checkpoint or imported weights: mIoU, per-class IoU, confusion matrix, JSON",
     "experiment": "atrous against no atrous against output stride 32, same budget",
 }
