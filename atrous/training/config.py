@@ -42,6 +42,11 @@ class TrainConfig:
     train_split: str | None = _f(None, "training split (default: train; voc: train_aug if present)")
     val_split: str = _f("val", "validation split")
     num_classes: int | None = _f(None, "classes (folder datasets without classes.json)")
+    mask_palette: str | None = _f(None, "folder: masks are RGB colours, colour i is class i: binary (black "
+                                        "0, white 1), voc, cityscapes, classes (classes.json's palette) or "
+                                        "a JSON file of [r, g, b]")
+    class_weights: str | None = _f(None, "cross-entropy class weights: auto (median frequency balancing, "
+                                         "printed with the class frequencies) or K numbers, comma separated")
     cue: str = _f("rim", "shapes: what decides the class, the rim colour or the shape",
                   choices=("rim", "shape"))
     image_size: int = _f(128, "shapes: image side in pixels")

@@ -22,7 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._extension import ExtensionNotBuiltError
-from ..data import DataBundle, build_data, pad_collate
+from ..data import (
+    DataBundle,
+    build_data,
+    class_frequencies,
+    median_frequency_weights,
+    pad_collate,
+    parse_class_weights,
+)
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
 from ..models.pretrained import load_backbone_weights
@@ -43,7 +50,7 @@ except ExtensionNotBuiltError:  # impl="torch" trains without the compiled kerne
     _ops = None
 
 __all__ = ["TrainResult", "evaluate", "model_kwargs", "poly_lr", "resolve_impl", "seed_everything",
-           "segmentation_loss", "train"]
+           "resolve_class_weights", "segmentation_loss", "train"]
 
 
 @dataclass
@@ -131,6 +138,22 @@ def model_kwargs(config: TrainConfig) -> dict:
     return kwargs
 
 
+def resolve_class_weights(spec: str, data: DataBundle, ctx: DistributedContext | None = None) -> torch.Tensor:
+    """``--class-weights``: the given list, or with "auto" median frequency balancing over the training
+    masks (their class frequencies are printed)."""
+    weights = parse_class_weights(spec, data.num_classes)
+    if weights is not None:
+        return weights
+    pixels, image_pixels = class_frequencies(data.train, data.num_classes, data.ignore_index)
+    weights = median_frequency_weights(pixels, image_pixels)
+    total = max(1, int(pixels.sum()))
+    lines = [f"  {name:<16} {100 * int(p) / total:6.2f}%  weight {w:.3f}"
+             for name, p, w in zip(data.classes, pixels, weights.tolist())]
+    _log(ctx or DistributedContext(), "train: class frequencies (share of labelled training pixels) and "
+                                      "median-frequency weights:\n" + "\n".join(lines))
+    return weights
+
+
 def segmentation_loss(outputs, masks: torch.Tensor, ignore_index: int = 255, aux_weight: float = 0.5,
                       weight: torch.Tensor | None = None) -> torch.Tensor:
     """Summed pixel cross-entropy of the logits, plus ``aux_weight`` times that of the auxiliary head's
@@ -198,6 +221,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         raise ValueError(f"train: checkpoint {str(resume_path)!r} holds model {state['model_spec']}, "
                          f"the config asks for {spec.as_dict()}")
 
+    class_weights = None
+    if state is not None and state["dataset"].get("class_weights") is not None:
+        class_weights = torch.tensor(state["dataset"]["class_weights"], dtype=torch.float64)
+    elif config.class_weights:
+        class_weights = resolve_class_weights(config.class_weights, data, ctx)
     model = build_model(spec, impl)
     provenance = None
     if state is not None:
@@ -253,6 +281,9 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
     best = max((h["miou"] for h in history if h.get("miou") is not None), default=-1.0)
     scores: SegmentationScores | None = None
     meta = dict(spec=spec, config=config.as_dict(), dataset=data.info())
+    if class_weights is not None:
+        meta["dataset"]["class_weights"] = class_weights.tolist()
+        class_weights = class_weights.to(device, dtype)
 
     def save(name: str, metrics: dict | None = None) -> Path | None:
         if not ctx.is_main:
@@ -283,7 +314,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             masks = batch["mask"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = ddp(images)
-            local_sum = segmentation_loss(outputs, masks, data.ignore_index, config.aux_loss_weight)
+            local_sum = segmentation_loss(outputs, masks, data.ignore_index, config.aux_loss_weight,
+                                          class_weights)
             # Normalise by the labelled pixels of the *global* batch (one all-reduce), times the world size
             # because DDP averages gradients: every process count gives the one-process gradient.
             totals = torch.stack([local_sum.detach().double(), (masks != data.ignore_index).sum().double()])
