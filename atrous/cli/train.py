@@ -25,8 +25,8 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (EXAMPLES + "\nmodels (--model; `python -m atrous list-models` for sizes and weights):\n  "
-                     + ", ".join(list_models()))
+    parser.epilog = (EXAMPLES + "\nmodels (--model; `python -m atrous list-models` for sizes and "
+                     "weights):\n  " + ", ".join(list_models()))
     add_config_arguments(parser)
 
 
