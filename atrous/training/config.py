@@ -79,7 +79,9 @@ class TrainConfig:
     val_batch_size: int = _f(8, "validation images per batch per process")
     eval_scales: str = _f("1", "validation scales, comma separated (e.g. 0.75,1,1.25)")
     eval_flip: bool = _f(False, "average the validation prediction with its mirror image")
-    out: str = _f("runs/train", "output folder: checkpoints, history.json")
+    eval_only: bool = _f(False, "only validate the model (from --resume, or --backbone-weights) and write "
+                                "OUT/eval.json; no training")
+    out: str = _f("runs/train", "output folder: checkpoints, history.json, metrics.csv/json, curves.png")
     resume: str | None = _f(None, "checkpoint to continue from ('auto': OUT/last.pt if it exists)")
     checkpoint_every: int = _f(0, "also save OUT/last.pt every N steps (0: at each epoch's end)")
     device: str = _f("auto", "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda or cuda:N")

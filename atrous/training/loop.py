@@ -43,6 +43,7 @@ from .distributed import (
     setup_distributed,
     shard_indices,
 )
+from .records import format_eta, spec_difference, write_epoch_records
 
 try:
     from .. import ops as _ops
@@ -129,6 +130,31 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, batch_size
 
 
 # ---- training --------------------------------------------------------------------------------------
+
+def _evaluate_only(config: TrainConfig, ctx: DistributedContext, model: nn.Module, data: DataBundle,
+                   state: dict | None, resume_path, start_time: float) -> TrainResult:
+    """``--eval-only``: validate the loaded model once, print the table, write ``OUT/eval.json``."""
+    if state is None and not config.backbone_weights:
+        _log(ctx, "train: --eval-only without --resume: evaluating an untrained model")
+    cm = evaluate(model, data.val, data.num_classes, batch_size=config.val_batch_size, scales=config.scales(),
+                  flip=config.eval_flip, device=ctx.device, ctx=ctx, workers=config.workers)
+    scores = cm.scores()
+    step = int(state["step"]) if state is not None else 0
+    _log(ctx, f"validation of {resume_path or 'the initial model'} (step {step}):\n"
+              + scores.table(data.classes))
+    if ctx.is_main:
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report = {"checkpoint": str(resume_path) if resume_path else None, "step": step,
+                  "dataset": config.dataset, "split": config.val_split, "images": len(data.val),
+                  "scales": list(config.scales()), "flip": config.eval_flip, **scores.report(data.classes),
+                  "confusion_matrix": cm.matrix.tolist()}
+        (out / "eval.json").write_text(json.dumps(report, indent=1))
+    history = list(state["history"]) if state is not None else []
+    losses = list(state.get("losses", [])) if state is not None else []
+    return TrainResult(model, history, losses, scores, step, None, time.perf_counter() - start_time, config,
+                       data)
+
 
 def model_kwargs(config: TrainConfig) -> dict:
     """The factory keyword arguments a config adds to the model's defaults (recorded in the checkpoint)."""
@@ -218,8 +244,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         resume_path = Path(config.resume)
     state = load_checkpoint(resume_path) if resume_path is not None else None
     if state is not None and state["model_spec"] != spec.as_dict():
-        raise ValueError(f"train: checkpoint {str(resume_path)!r} holds model {state['model_spec']}, "
-                         f"the config asks for {spec.as_dict()}")
+        raise ValueError(f"train: checkpoint {str(resume_path)!r} holds another model than the config asks "
+                         f"for ({spec_difference(state['model_spec'], spec.as_dict())})")
 
     class_weights = None
     if state is not None and state["dataset"].get("class_weights") is not None:
@@ -241,6 +267,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         model.load_state_dict(state["model"])
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
+    if config.eval_only:
+        return _evaluate_only(config, ctx, model, data, state, resume_path, start_time)
     if ctx.distributed and config.sync_bn:
         model = convert_sync_batchnorm(model, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -294,6 +322,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
 
     checkpoint = None
     ddp.train()
+    run_start, run_steps = time.perf_counter(), 0  # for images/s and the ETA of this run
     while step < stop:
         epoch = step // steps_per_epoch
         data.train.set_epoch(epoch)
@@ -333,7 +362,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             loss_sum += step_loss
             loss_count += 1
             losses.append([step, step_loss, lr])
-            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{lr:.2e}", refresh=False)
+            run_steps += 1
+            elapsed = time.perf_counter() - run_start
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{lr:.2e}",
+                            img_s=f"{run_steps * config.batch_size / elapsed:.1f}",
+                            eta=format_eta((stop - step) * elapsed / run_steps), refresh=False)
             bar.update()
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 checkpoint = save("last.pt")
@@ -344,8 +377,10 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             checkpoint = save("last.pt")
             _log(ctx, f"stopped after step {step} (--stop-after); resume with --resume {out / 'last.pt'}")
             break
+        seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, loss_count),
-                  "seconds": time.perf_counter() - epoch_start}
+                  "seconds": seconds,
+                  "images_per_second": loss_count * config.batch_size / max(seconds, 1e-9)}
         last_epoch = step >= total_steps
         if (epoch + 1) % config.val_every == 0 or last_epoch:
             cm = evaluate(ddp.module if ctx.distributed else model, data.val, data.num_classes,
@@ -367,6 +402,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             save("best.pt", metrics)
         if ctx.is_main:
             (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_epoch_records(out, history, losses, data.classes)
     ctx.barrier()
     seconds = time.perf_counter() - start_time
     if scores is not None:
