@@ -14,10 +14,16 @@ COMMANDS = {
     "rf": "receptive fields: theory table, gradient check and pictures for a model",
     "train": "train a DeepLab model (alone or under torchrun), validate mIoU, checkpoint",
     "segment": "segment images with a trained checkpoint: mask PNGs and overlays",
+    "export": "export a checkpoint as ONNX (checked with onnxruntime) or a torch.export program",
     "eval": "evaluate a checkpoint or imported weights: mIoU, per-class IoU, confusion matrix, JSON",
-    "experiment": "atrous against no atrous against output stride 32, same budget",
+    "experiment": "when does atrous convolution help: the reach, transfer and legacy designs",
     "gallery": "every teaching figure with a caption in one HTML page",
+    "list-models": "the registered models: parameters, default output stride, importable weights",
 }
+
+
+def _module(command: str) -> str:
+    return "atrous.cli." + command.replace("-", "_")  # list-models -> atrous/cli/list_models.py
 
 
 def main(argv=None) -> int:
@@ -28,9 +34,9 @@ def main(argv=None) -> int:
     for name, help_text in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if argv[:1] == [name]:
-            importlib.import_module(f"atrous.cli.{name}").add_arguments(cmd)
+            importlib.import_module(_module(name)).add_arguments(cmd)
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"atrous.cli.{args.command}")
+    module = importlib.import_module(_module(args.command))
     return int(module.main(args) or 0)
 
 

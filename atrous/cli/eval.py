@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                         "folder)")
     parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
     parser.add_argument("--num-classes", type=int, default=None, help="folder datasets without classes.json")
+    parser.add_argument("--mask-palette", default=None, metavar="PALETTE",
+                        help="folder: masks are RGB colours (binary, voc, cityscapes, classes, a JSON file)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="shapes: image side (default: the checkpoint's training size, else 128)")
     parser.add_argument("--size", type=int, default=200, help="shapes: number of images (default: 200)")
@@ -87,7 +89,8 @@ def main(args: argparse.Namespace) -> int:
             config, source = {}, {"weights": info.pop("weights")}
         kwargs = {k: info[k] for k in ("mean", "std") if info.get(k)}
         dataset, classes, palette = build_eval_data(
-            args.dataset, args.data_root, args.split, num_classes=args.num_classes, size=args.size,
+            args.dataset, args.data_root, args.split, num_classes=args.num_classes,
+            mask_palette=args.mask_palette, size=args.size,
             image_size=args.image_size or config.get("image_size", 128),
             seed=args.seed if args.seed is not None else config.get("data_seed", 1) + 1000,
             cue=config.get("cue", "rim"), **kwargs)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from atrous.data import DatasetLayoutError
+from atrous.models import list_models
 from atrous.training import add_config_arguments, config_from_args, train
 from atrous.training.report import draw_pictures
 
@@ -24,7 +25,8 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLES
+    parser.epilog = (EXAMPLES + "\nmodels (--model; `python -m atrous list-models` for sizes and "
+                     "weights):\n  " + ", ".join(list_models()))
     add_config_arguments(parser)
 
 

@@ -21,6 +21,15 @@ from .batching import Augmented, pad_collate
 from .build import EVAL_DATASETS, DataBundle, build_data, build_eval_data
 from .cityscapes import CITYSCAPES_ID_TO_TRAIN_ID, Cityscapes, id_to_train_id_lut
 from .files import DatasetLayoutError, SegmentationFiles, SegmentationFolder, read_image, read_label
+from .labels import (
+    BINARY_PALETTE,
+    MASK_PALETTES,
+    class_frequencies,
+    median_frequency_weights,
+    parse_class_weights,
+    resolve_mask_palette,
+    rgb_to_ids,
+)
 from .palettes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -35,6 +44,13 @@ from .synthetic import CONTEXT_SHAPES_CLASSES, SIZE_NAMES, ContextShapes, render
 from .voc import VOC_SPLITS, VOCSegmentation, find_voc_root
 
 __all__ = [
+    "BINARY_PALETTE",
+    "MASK_PALETTES",
+    "class_frequencies",
+    "median_frequency_weights",
+    "parse_class_weights",
+    "resolve_mask_palette",
+    "rgb_to_ids",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_ID_TO_TRAIN_ID",
     "CITYSCAPES_PALETTE",

@@ -71,10 +71,15 @@ def build_data(config) -> DataBundle:
             val = Cityscapes(config.data_root, config.val_split)
             crop = config.crop_size or 768
         else:
-            train = SegmentationFolder(config.data_root, split or "train", config.num_classes)
-            val = SegmentationFolder(config.data_root, config.val_split, config.num_classes)
+            mask_palette = getattr(config, "mask_palette", None)
+            train = SegmentationFolder(config.data_root, split or "train", config.num_classes,
+                                       mask_palette=mask_palette)
+            val = SegmentationFolder(config.data_root, config.val_split, config.num_classes,
+                                     mask_palette=mask_palette)
             crop = config.crop_size or 512
         classes, palette = train.classes, train.palette
+    if getattr(config, "mask_palette", None) is not None and config.dataset != "folder":
+        raise ValueError(f"train: --mask-palette applies to --dataset folder, not {config.dataset!r}")
     if config.num_classes is not None and config.num_classes != len(classes):
         raise ValueError(f"train: --num-classes {config.num_classes} differs from the {len(classes)} classes "
                          f"of dataset {config.dataset!r}")
@@ -86,7 +91,8 @@ def build_data(config) -> DataBundle:
 
 
 def build_eval_data(dataset: str, data_root=None, split: str = "val", *, num_classes: int | None = None,
-                    size: int = 200, image_size: int = 128, seed: int = 1001, cue: str = "rim",
+                    mask_palette=None, size: int = 200, image_size: int = 128, seed: int = 1001,
+                    cue: str = "rim",
                     mean=T.IMAGENET_MEAN, std=T.IMAGENET_STD) -> tuple[Dataset, tuple[str, ...], list]:
     """``(dataset, classes, palette)`` to evaluate on, normalised with ``mean``/``std``: a split of VOC,
     Cityscapes or a folder (``data_root``), or ``size`` generated ContextShapes images (``seed``: 1001
@@ -103,7 +109,9 @@ def build_eval_data(dataset: str, data_root=None, split: str = "val", *, num_cla
     elif dataset == "cityscapes":
         data = Cityscapes(data_root, split)
     else:
-        data = SegmentationFolder(data_root, split, num_classes)
+        data = SegmentationFolder(data_root, split, num_classes, mask_palette=mask_palette)
+    if mask_palette is not None and dataset != "folder":
+        raise ValueError(f"eval: --mask-palette applies to --dataset folder, not {dataset!r}")
     classes = tuple(data.classes)
     if dataset != "shapes":
         palette = data.palette

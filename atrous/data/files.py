@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .labels import resolve_mask_palette, rgb_to_ids
 from .palettes import palette_for
 
 __all__ = ["DatasetLayoutError", "SegmentationFiles", "SegmentationFolder", "read_image", "read_label"]
@@ -31,19 +32,25 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
+def read_label(path: str | os.PathLike, palette=None) -> np.ndarray:
     """A label PNG as an ``(H, W)`` uint8 array of class ids: palette ('P') or greyscale ('L') images.
 
-    RGB-coloured masks are refused: the colour-to-class mapping is the dataset's business, and a
-    silently wrong conversion would train on garbage.
+    Without ``palette``, RGB-coloured masks are refused: the colour-to-class mapping is the dataset's
+    business, and a silently wrong conversion would train on garbage. With ``palette`` (``(K, 3)``
+    colours: ``--mask-palette``), the colours the image shows map to class ids
+    (:func:`atrous.data.rgb_to_ids`), and a colour outside it raises naming the file.
     """
     from PIL import Image
 
+    if palette is not None:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        return rgb_to_ids(rgb, palette, where=str(path))
     with Image.open(path) as img:
         if img.mode not in ("P", "L"):
             raise ValueError(f"{path}: expected a palette-indexed ('P') or greyscale ('L') label image whose "
-                             f"pixel values are class ids, got mode {img.mode!r} (convert coloured masks to "
-                             "class ids first)")
+                             f"pixel values are class ids, got mode {img.mode!r} (give the colours with "
+                             "--mask-palette / palette=, or convert coloured masks to class ids first)")
         return np.asarray(img).copy()
 
 
@@ -58,8 +65,10 @@ class SegmentationFiles(Dataset):
     ignore_index = 255
 
     def __init__(self, pairs: Sequence[tuple[Path, Path | None, str]], num_classes: int, *,
-                 transform: Callable[[dict], dict] | None = None, lut: np.ndarray | None = None) -> None:
+                 transform: Callable[[dict], dict] | None = None, lut: np.ndarray | None = None,
+                 mask_palette=None) -> None:
         self.pairs = list(pairs)
+        self.mask_palette = mask_palette  # (K, 3) colours of RGB masks; None: pixel values are ids
         self.num_classes = num_classes
         self.transform = transform
         self.lut = lut  # (256,) uint8: stored id -> class id (Cityscapes id -> trainId)
@@ -74,7 +83,7 @@ class SegmentationFiles(Dataset):
         if label_path is None:  # unlabelled split: every pixel ignored
             mask = torch.full(image.shape[-2:], self.ignore_index, dtype=torch.int64)
             return {"image": image, "mask": mask, "name": name}
-        label = read_label(label_path)
+        label = read_label(label_path, self.mask_palette)
         if label.shape != tuple(image.shape[-2:]):
             raise ValueError(f"{label_path}: expected a label of the image's size {tuple(image.shape[-2:])}, "
                              f"got {label.shape}")
@@ -111,13 +120,16 @@ class SegmentationFolder(SegmentationFiles):
         split: a subfolder name under ``images/`` and ``masks/`` ("train", "val", ...).
         num_classes: classes in the masks; None reads it from ``classes.json``.
         transform: a joint transform.
+        mask_palette: masks are RGB colours: a ``(K, 3)`` palette, or a name for
+            :func:`~atrous.data.resolve_mask_palette` ("binary", "voc", "classes" for the classes.json
+            palette, a JSON file); colour ``i`` is class ``i``.
 
     ``classes`` and ``palette`` come from ``classes.json`` when present, else generic names ("class 0",
     ...) and the VOC colour map.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", num_classes: int | None = None, *,
-                 transform: Callable[[dict], dict] | None = None) -> None:
+                 transform: Callable[[dict], dict] | None = None, mask_palette=None) -> None:
         root = Path(root)
         images_dir, masks_dir = root / "images" / split, root / "masks" / split
         layout = "root/images/<split>/NAME.jpg and root/masks/<split>/NAME.png"
@@ -148,7 +160,12 @@ class SegmentationFolder(SegmentationFiles):
             pairs.append((image_path, mask_path, mask_path.stem))
         if not pairs:
             raise DatasetLayoutError(f"SegmentationFolder: no masks (*.png) in {str(masks_dir)!r}")
-        super().__init__(pairs, num_classes, transform=transform)
+        if isinstance(mask_palette, str):
+            mask_palette = resolve_mask_palette(mask_palette, palette)
+        if mask_palette is not None and len(mask_palette) < num_classes:
+            raise ValueError(f"SegmentationFolder: the mask palette has {len(mask_palette)} colours for "
+                             f"{num_classes} classes")
+        super().__init__(pairs, num_classes, transform=transform, mask_palette=mask_palette)
         self.classes = tuple(names) if names is not None else tuple(f"class {i}" for i in range(num_classes))
         self.palette = palette if palette is not None else palette_for(num_classes)
 

@@ -17,6 +17,7 @@ Files are read with ``torch.load(weights_only=True)``: tensors and plain contain
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .mobilenetv3 import MobileNetV3
+from .registry import MODELS, get_model
 from .resnet import ResNet
 from .weights import (
     WeightImportError,
@@ -39,7 +41,7 @@ from .weights import (
 )
 from .xception import XceptionAligned
 
-__all__ = ["cache_dir", "download_weights", "load_backbone_weights", "read_weights"]
+__all__ = ["cache_dir", "describe_model", "download_weights", "load_backbone_weights", "read_weights"]
 
 _URL_SCHEMES = ("http", "https", "file")
 _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.[A-Za-z0-9]+$")  # torch.hub's "name-<sha256 prefix>.pth"
@@ -163,3 +165,39 @@ def load_backbone_weights(model: nn.Module, source, *, sha256: str | None = None
                     source=f"{type(backbone).__name__} backbone")
     n = len(backbone.state_dict())
     return {**provenance, "format": fmt, "tensors": n}
+
+
+# ---- what each registered model can import (for `atrous list-models`) ----------------------------
+
+_BACKBONE_WEIGHTS = {
+    "XceptionAligned": "timm {variant} (backbone)",
+    "ResNet": "torchvision {variant} ImageNet (backbone)",
+    "MobileNetV3": "torchvision mobilenet_v3_large ImageNet (backbone)",
+}
+# Whole models: torchvision's DeepLabV3 state dicts (`--weights torchvision:NAME=PATH`).
+_WHOLE_MODEL_WEIGHTS = {"deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large"}
+
+
+def describe_model(name: str, num_classes: int = 21) -> dict:
+    """``{"name", "parameters", "output_stride", "backbone", "weights"}`` of a registered model: its
+    parameter count for ``num_classes`` (built on the meta device: no memory, no initialisation cost),
+    the factory's default output stride, and the pretrained weights it can import."""
+    if name not in MODELS:
+        get_model(name)  # raises naming the registered models
+    with torch.device("meta"):
+        model = get_model(name, num_classes=num_classes)
+    backbone = model.backbone
+    kind = type(backbone).__name__
+    variant = getattr(backbone, "variant", None)
+    if kind == "ResNet":
+        variant = {6: "resnet50", 23: "resnet101"}.get(len(backbone.layer3), "resnet")
+    weights = ["atrous checkpoint (backbone)"]
+    if kind in _BACKBONE_WEIGHTS:
+        weights.insert(0, _BACKBONE_WEIGHTS[kind].format(variant=variant))
+    if name in _WHOLE_MODEL_WEIGHTS:
+        weights.append(f"torchvision {name} state dict, whole model in torchvision's configuration "
+                       f"(--weights torchvision:{name}=PATH)")
+    default = inspect.signature(MODELS[name]).parameters.get("output_stride")
+    return {"name": name, "parameters": sum(p.numel() for p in model.parameters()),
+            "output_stride": default.default if default is not None else None,
+            "backbone": variant or kind, "weights": weights}

@@ -42,6 +42,11 @@ class TrainConfig:
     train_split: str | None = _f(None, "training split (default: train; voc: train_aug if present)")
     val_split: str = _f("val", "validation split")
     num_classes: int | None = _f(None, "classes (folder datasets without classes.json)")
+    mask_palette: str | None = _f(None, "folder: masks are RGB colours, colour i is class i: binary (black "
+                                        "0, white 1), voc, cityscapes, classes (classes.json's palette) or "
+                                        "a JSON file of [r, g, b]")
+    class_weights: str | None = _f(None, "cross-entropy class weights: auto (median frequency balancing, "
+                                         "printed with the class frequencies) or K numbers, comma separated")
     cue: str = _f("rim", "shapes: what decides the class, the rim colour or the shape",
                   choices=("rim", "shape"))
     image_size: int = _f(128, "shapes: image side in pixels")
@@ -74,7 +79,9 @@ class TrainConfig:
     val_batch_size: int = _f(8, "validation images per batch per process")
     eval_scales: str = _f("1", "validation scales, comma separated (e.g. 0.75,1,1.25)")
     eval_flip: bool = _f(False, "average the validation prediction with its mirror image")
-    out: str = _f("runs/train", "output folder: checkpoints, history.json")
+    eval_only: bool = _f(False, "only validate the model (from --resume, or --backbone-weights) and write "
+                                "OUT/eval.json; no training")
+    out: str = _f("runs/train", "output folder: checkpoints, history.json, metrics.csv/json, curves.png")
     resume: str | None = _f(None, "checkpoint to continue from ('auto': OUT/last.pt if it exists)")
     checkpoint_every: int = _f(0, "also save OUT/last.pt every N steps (0: at each epoch's end)")
     device: str = _f("auto", "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda or cuda:N")

@@ -22,7 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._extension import ExtensionNotBuiltError
-from ..data import DataBundle, build_data, pad_collate
+from ..data import (
+    DataBundle,
+    build_data,
+    class_frequencies,
+    median_frequency_weights,
+    pad_collate,
+    parse_class_weights,
+)
 from ..inference import predict
 from ..metrics import ConfusionMatrix, SegmentationScores
 from ..models.pretrained import load_backbone_weights
@@ -43,6 +50,7 @@ from .distributed import (
     setup_distributed,
     shard_indices,
 )
+from .records import format_eta, spec_difference, write_epoch_records
 
 try:
     from .. import ops as _ops
@@ -50,7 +58,7 @@ except ExtensionNotBuiltError:  # impl="torch" trains without the compiled kerne
     _ops = None
 
 __all__ = ["TrainResult", "evaluate", "model_kwargs", "poly_lr", "resolve_impl", "seed_everything",
-           "segmentation_loss", "train"]
+           "resolve_class_weights", "segmentation_loss", "train"]
 
 
 @dataclass
@@ -130,12 +138,53 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, batch_size
 
 # ---- training --------------------------------------------------------------------------------------
 
+def _evaluate_only(config: TrainConfig, ctx: DistributedContext, model: nn.Module, data: DataBundle,
+                   state: dict | None, resume_path, start_time: float) -> TrainResult:
+    """``--eval-only``: validate the loaded model once, print the table, write ``OUT/eval.json``."""
+    if state is None and not config.backbone_weights:
+        _log(ctx, "train: --eval-only without --resume: evaluating an untrained model")
+    cm = evaluate(model, data.val, data.num_classes, batch_size=config.val_batch_size, scales=config.scales(),
+                  flip=config.eval_flip, device=ctx.device, ctx=ctx, workers=config.workers)
+    scores = cm.scores()
+    step = int(state["step"]) if state is not None else 0
+    _log(ctx, f"validation of {resume_path or 'the initial model'} (step {step}):\n"
+              + scores.table(data.classes))
+    if ctx.is_main:
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report = {"checkpoint": str(resume_path) if resume_path else None, "step": step,
+                  "dataset": config.dataset, "split": config.val_split, "images": len(data.val),
+                  "scales": list(config.scales()), "flip": config.eval_flip, **scores.report(data.classes),
+                  "confusion_matrix": cm.matrix.tolist()}
+        (out / "eval.json").write_text(json.dumps(report, indent=1))
+    history = list(state["history"]) if state is not None else []
+    losses = list(state.get("losses", [])) if state is not None else []
+    return TrainResult(model, history, losses, scores, step, None, time.perf_counter() - start_time, config,
+                       data)
+
+
 def model_kwargs(config: TrainConfig) -> dict:
     """The factory keyword arguments a config adds to the model's defaults (recorded in the checkpoint)."""
     kwargs: dict = {} if config.dropout is None else {"dropout": config.dropout}
     if config.aux_loss:
         kwargs["aux_loss"] = True
     return kwargs
+
+
+def resolve_class_weights(spec: str, data: DataBundle, ctx: DistributedContext | None = None) -> torch.Tensor:
+    """``--class-weights``: the given list, or with "auto" median frequency balancing over the training
+    masks (their class frequencies are printed)."""
+    weights = parse_class_weights(spec, data.num_classes)
+    if weights is not None:
+        return weights
+    pixels, image_pixels = class_frequencies(data.train, data.num_classes, data.ignore_index)
+    weights = median_frequency_weights(pixels, image_pixels)
+    total = max(1, int(pixels.sum()))
+    lines = [f"  {name:<16} {100 * int(p) / total:6.2f}%  weight {w:.3f}"
+             for name, p, w in zip(data.classes, pixels, weights.tolist())]
+    _log(ctx or DistributedContext(), "train: class frequencies (share of labelled training pixels) and "
+                                      "median-frequency weights:\n" + "\n".join(lines))
+    return weights
 
 
 def segmentation_loss(outputs, masks: torch.Tensor, ignore_index: int = 255, aux_weight: float = 0.5,
@@ -202,9 +251,14 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         resume_path = Path(config.resume)
     state = load_checkpoint(resume_path) if resume_path is not None else None
     if state is not None and state["model_spec"] != spec.as_dict():
-        raise ValueError(f"train: checkpoint {str(resume_path)!r} holds model {state['model_spec']}, "
-                         f"the config asks for {spec.as_dict()}")
+        raise ValueError(f"train: checkpoint {str(resume_path)!r} holds another model than the config asks "
+                         f"for ({spec_difference(state['model_spec'], spec.as_dict())})")
 
+    class_weights = None
+    if state is not None and state["dataset"].get("class_weights") is not None:
+        class_weights = torch.tensor(state["dataset"]["class_weights"], dtype=torch.float64)
+    elif config.class_weights:
+        class_weights = resolve_class_weights(config.class_weights, data, ctx)
     model = build_model(spec, impl)
     provenance = None
     if state is not None:
@@ -220,6 +274,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
         load_weights(model, state, resume_path)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
+    if config.eval_only:
+        return _evaluate_only(config, ctx, model, data, state, resume_path, start_time)
     if ctx.distributed and config.sync_bn:
         model = convert_sync_batchnorm(model, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -265,6 +321,9 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
     best = max((h["miou"] for h in history if h.get("miou") is not None), default=-1.0)
     scores: SegmentationScores | None = None
     meta = dict(spec=spec, config=config.as_dict(), dataset=data.info())
+    if class_weights is not None:
+        meta["dataset"]["class_weights"] = class_weights.tolist()
+        class_weights = class_weights.to(device, dtype)
 
     def save(name: str, metrics: dict | None = None) -> Path | None:
         if not ctx.is_main:
@@ -275,6 +334,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
 
     checkpoint = None
     ddp.train()
+    run_start, run_steps = time.perf_counter(), 0  # for images/s and the ETA of this run
     while step < stop:
         epoch = step // steps_per_epoch
         data.train.set_epoch(epoch)
@@ -295,7 +355,8 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             masks = batch["mask"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = ddp(images)
-            local_sum = segmentation_loss(outputs, masks, data.ignore_index, config.aux_loss_weight)
+            local_sum = segmentation_loss(outputs, masks, data.ignore_index, config.aux_loss_weight,
+                                          class_weights)
             # Normalise by the labelled pixels of the *global* batch (one all-reduce), times the world size
             # because DDP averages gradients: every process count gives the one-process gradient.
             totals = torch.stack([local_sum.detach().double(), (masks != data.ignore_index).sum().double()])
@@ -313,7 +374,11 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             loss_sum += step_loss
             loss_count += 1
             losses.append([step, step_loss, lr])
-            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{lr:.2e}", refresh=False)
+            run_steps += 1
+            elapsed = time.perf_counter() - run_start
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{lr:.2e}",
+                            img_s=f"{run_steps * config.batch_size / elapsed:.1f}",
+                            eta=format_eta((stop - step) * elapsed / run_steps), refresh=False)
             bar.update()
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 checkpoint = save("last.pt")
@@ -324,8 +389,10 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             checkpoint = save("last.pt")
             _log(ctx, f"stopped after step {step} (--stop-after); resume with --resume {out / 'last.pt'}")
             break
+        seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, loss_count),
-                  "seconds": time.perf_counter() - epoch_start}
+                  "seconds": seconds,
+                  "images_per_second": loss_count * config.batch_size / max(seconds, 1e-9)}
         last_epoch = step >= total_steps
         if (epoch + 1) % config.val_every == 0 or last_epoch:
             cm = evaluate(ddp.module if ctx.distributed else model, data.val, data.num_classes,
@@ -347,6 +414,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, start_time: float) -> T
             save("best.pt", metrics)
         if ctx.is_main:
             (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_epoch_records(out, history, losses, data.classes)
     ctx.barrier()
     seconds = time.perf_counter() - start_time
     if scores is not None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .common import PathLike, _save
 
@@ -58,6 +59,7 @@ def plot_training_curves(history: Sequence[dict], losses: Sequence[Sequence[floa
     scored = [h for h in history if h.get("miou") is not None]
     ax_miou.plot([h["epoch"] for h in scored], [100 * h["miou"] for h in scored], "o-", color="#138d90")
     ax_miou.set_xlabel("epoch")
+    ax_miou.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_miou.set_ylabel("validation mIoU (%)")
     if history:
         ax_miou.set_xlim(0.5, max(h["epoch"] for h in history) + 0.5)

@@ -48,7 +48,8 @@ def test_torchrun_two_gloo_processes_equal_one_process_and_resume_on_one(tmp_pat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "on 2 process(es)" in run.stdout
     assert run.stdout.count("epoch 1/2  step 4") == 1  # rank 0 logs, rank 1 does not
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "history.json", "last.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [  # written by rank 0 only
+        "best.pt", "curves.png", "history.json", "last.pt", "metrics.csv", "metrics.json"]
     two = load_checkpoint(tmp_path / "two" / "last.pt")
     assert two["step"] == 4
 
