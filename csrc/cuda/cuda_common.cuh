@@ -165,10 +165,9 @@ void launch(void (*kernel)(KernelArgs...), int64_t blocks, int threads, size_t s
 
 // Shared-memory tree sum of one value per thread (blockDim.x a power of two, at most 1024),
 // in a fixed order: the same inputs always give the same bits. scratch holds blockDim.x values.
-// The result is valid in thread 0; every thread must call it (it synchronises). Inlined: as a
-// call, the registers live across it were spilled (the weight-gradient kernels call it per tap).
+// The result is valid in thread 0; every thread must call it (it synchronises).
 template <typename Acc>
-__device__ __forceinline__ Acc block_sum(Acc v, Acc* scratch) {
+__device__ Acc block_sum(Acc v, Acc* scratch) {
   const unsigned tid = threadIdx.x;
   scratch[tid] = v;
   __syncthreads();
