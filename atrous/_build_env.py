@@ -94,6 +94,32 @@ def find_cuda_toolkit() -> CudaToolkit | None:
     return None
 
 
+# The architectures compiled when no GPU is visible (CI, a build machine): the GPUs a course
+# meets (T4 7.5, A100 8.0, A10/RTX 30xx 8.6, L4/RTX 40xx 8.9, H100/H200 9.0), plus PTX for 9.0
+# that the driver JIT-compiles on newer GPUs (Blackwell), which would otherwise find no kernel
+# image. CUDA 13 compiles nothing older than 7.5.
+DEFAULT_CUDA_ARCH_LIST = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def nvcc_arch_flags(arch_list: str) -> list[str]:
+    """nvcc's -gencode flags for a TORCH_CUDA_ARCH_LIST value ("8.0;9.0+PTX"): machine code
+    (SASS) for each entry, plus PTX for an entry ending in +PTX (what torch's build does)."""
+    flags = []
+    for entry in re.split(r"[;\s,]+", arch_list.strip()):
+        if not entry:
+            continue
+        match = re.fullmatch(r"(\d+)\.(\d+)([a-z]?)(\+PTX)?", entry)
+        if match is None:
+            raise ValueError(f"TORCH_CUDA_ARCH_LIST: expected entries like 8.0 or 9.0+PTX, got {entry!r}")
+        num = match.group(1) + match.group(2) + match.group(3)
+        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
+        if match.group(4):
+            flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
+    if not flags:
+        raise ValueError("TORCH_CUDA_ARCH_LIST: expected at least one architecture, got none")
+    return flags
+
+
 @dataclass
 class BuildPlan:
     with_cuda: bool
@@ -140,7 +166,7 @@ def plan_cuda(torch_cuda_version: str | None, gpu_count: int) -> BuildPlan:
     arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
     if not arch_list and gpu_count == 0:
         # torch derives the list from visible GPUs and has nothing to go on without one.
-        arch_list = "9.0"
+        arch_list = DEFAULT_CUDA_ARCH_LIST
     reason = "ATROUS_WITH_CUDA=1" if switch == "on" else "torch CUDA build + toolkit found"
     return BuildPlan(True, reason, toolkit, arch_list or "(visible GPUs)")
 

@@ -4,16 +4,21 @@
 #   scripts/gpu_check.sh OUTDIR
 #
 # For a machine with a GPU, torch (a CUDA build), nvcc and ninja, and no package registry. Steps,
-# each with its own time limit so the whole run stays under 8 minutes on one H200:
+# each with its own time limit so the whole run stays under 10 minutes on one H200:
 #   1. check the Python modules it needs (and say which are missing, and what that skips)
 #   2. build the extension in place for the visible GPU's architecture   -> OUTDIR/build.log
 #   3. python -m atrous.info                                              -> OUTDIR/info.txt, info.json
 #   4. the CUDA tests: pytest -m cuda (every device-parametrized property, gradcheck, opcheck and
 #      compile test on CUDA, our CUDA kernels against our CPU kernels, the half-type tolerance
 #      table, streams, 64-bit indices)                                    -> OUTDIR/pytest-cuda.log, .xml
-#   5. the CUDA benchmark: python -m atrous bench --device cuda --quick   -> OUTDIR/bench/
-#   6. the depthwise ladder on the middle-flow shape, both layouts        -> OUTDIR/ladder/
-# OUTDIR/summary.txt lists each step's status and time. Exit status 0 only if every step passed.
+#   5. compute-sanitizer memcheck and racecheck on scripts/sanitizer_cases.py (every op and rung
+#      once on small tensors; it also compares the values with F.conv2d)
+#                                                       -> OUTDIR/memcheck.log, racecheck.log
+#   6. the CUDA benchmark: python -m atrous bench --device cuda --quick   -> OUTDIR/bench/
+#   7. the depthwise ladder on the middle-flow shape, both layouts        -> OUTDIR/ladder/
+# OUTDIR/summary.txt lists each step's status and time; it is copied, with the machine and the
+# benchmark table, to tutorials/assets/gpu_check/ for tutorial 03. Exit status 0 only if every
+# step passed.
 # Environment: PYTHON (default: .venv/bin/python if present, else python3), MAX_JOBS (default: all
 # cores), TORCH_CUDA_ARCH_LIST (default: the visible GPU's compute capability).
 set -uo pipefail
@@ -32,7 +37,7 @@ fi
 export PATH="$(dirname "$(command -v "$PYTHON")"):$PATH"  # ninja installed beside this Python
 export MPLBACKEND=Agg OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
 STARTED=$(date +%s)
-DEADLINE=$((STARTED + 460))  # 7 min 40 s: every step's limit is cut to fit before it
+DEADLINE=$((STARTED + 580))  # 9 min 40 s: every step's limit is cut to fit before it
 FAILED=0
 : > "$OUT/summary.txt"
 
@@ -108,7 +113,7 @@ if ! step "build (setup.py build_ext --inplace)" 200 200 "$OUT/build.log" \
 fi
 
 # 3. What was built.
-step "python -m atrous.info" 30 170 "$OUT/info.txt" "$PYTHON" -m atrous.info
+step "python -m atrous.info" 30 300 "$OUT/info.txt" "$PYTHON" -m atrous.info
 "$PYTHON" -m atrous.info --json > "$OUT/info.json" 2>/dev/null
 
 # 4. The CUDA tests (every test marked `cuda`), plus the build checks that need no GPU.
@@ -116,16 +121,35 @@ if [[ "$MISSING" == *pytest* || "$MISSING" == *hypothesis* ]]; then
   note "SKIPPED the CUDA tests: pytest and hypothesis are needed (see MISSING above)"
   FAILED=1
 else
-  step "pytest -m cuda" 190 110 "$OUT/pytest-cuda.log" \
+  step "pytest -m cuda" 190 240 "$OUT/pytest-cuda.log" \
     "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider --junitxml="$OUT/pytest-cuda.xml" tests
-  step "pytest build checks" 30 90 "$OUT/pytest-build.log" \
+  step "pytest build checks" 30 220 "$OUT/pytest-build.log" \
     "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_conv_index.py \
     tests/extension/test_build.py::test_every_operator_has_a_cuda_kernel_when_cuda_is_compiled \
     tests/extension/test_build.py::test_info_lists_the_compiled_cuda_architectures \
     tests/extension/test_build.py::test_cuda_sources_compiled_when_expected
 fi
 
-# 5. and 6. The benchmark: PyTorch on NCHW (its native depthwise kernel) and channels_last
+# 5. compute-sanitizer on a small subset: out-of-bounds and misaligned accesses (memcheck) and
+# shared-memory hazards between threads (racecheck: a missing __syncthreads shows up here).
+SANITIZER="$(command -v compute-sanitizer || true)"
+if [[ -z "$SANITIZER" && -n "${CUDA_HOME:-}" && -x "$CUDA_HOME/bin/compute-sanitizer" ]]; then
+  SANITIZER="$CUDA_HOME/bin/compute-sanitizer"
+fi
+if [[ -z "$SANITIZER" ]]; then
+  SANITIZER=$(ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+fi
+if [[ -z "$SANITIZER" ]]; then
+  note "SKIPPED compute-sanitizer: not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda*/bin)"
+  FAILED=1
+else
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer --tool $tool" 60 120 "$OUT/$tool.log" \
+      "$SANITIZER" --tool "$tool" --error-exitcode 3 "$PYTHON" scripts/sanitizer_cases.py
+  done
+fi
+
+# 6. and 7. The benchmark: PyTorch on NCHW (its native depthwise kernel) and channels_last
 # (cuDNN) as baselines, TF32 off, CUDA events, L2 flushed before each timed run (hot times too).
 step "bench --device cuda --quick" 75 30 "$OUT/bench.log" \
   "$PYTHON" -m atrous bench --device cuda --quick --out "$OUT/bench"
@@ -134,4 +158,11 @@ step "bench --ladder depthwise_conv2d" 45 0 "$OUT/ladder.log" \
   --rung-budget 5 --out "$OUT/ladder"
 
 note "total $(( $(date +%s) - STARTED ))s; results in $OUT"
+# What tutorial 03 shows: the summary, the machine and the benchmark table, in the repository.
+ASSETS="$ROOT/tutorials/assets/gpu_check"
+mkdir -p "$ASSETS"
+cp "$OUT/summary.txt" "$OUT/machine.txt" "$ASSETS/"
+[[ -f "$OUT/bench/bench.md" ]] && cp "$OUT/bench/bench.md" "$ASSETS/bench.md"
+[[ -f "$OUT/bench/bench.json" ]] && cp "$OUT/bench/bench.json" "$ASSETS/bench.json"
+echo "copied the summary to $ASSETS (commit it)"
 exit $FAILED

@@ -54,25 +54,31 @@ inline constexpr std::array<LadderRung, 2> kDenseAlgorithms = {{
 // atrous.ops.algorithms(name, "cuda") lists them. The ladders are listed (and exported to Python)
 // even in a CPU-only build.
 
-inline constexpr std::array<LadderRung, 2> kDepthwiseCudaAlgorithms = {{
+inline constexpr std::array<LadderRung, 3> kDepthwiseCudaAlgorithms = {{
     // v0: one thread per output, a bounds check per tap, global memory only
     {"naive", "csrc/cuda/depthwise_kernels.cu"},
     // v1: shared-memory input tile with a dilation-sized halo, several outputs per thread
     {"tiled", "csrc/cuda/depthwise_kernels.cu"},
+    // v2: channels_last, 16-byte channel vectors per thread, weights as [kh][kw][C]
+    {"nhwc", "csrc/cuda/depthwise_nhwc_kernels.cu"},
 }};
 
-inline constexpr std::array<LadderRung, 2> kPointwiseCudaAlgorithms = {{
+inline constexpr std::array<LadderRung, 3> kPointwiseCudaAlgorithms = {{
     // v0: one thread per output element of the GEMM
     {"naive", "csrc/cuda/gemm_kernels.cu"},
-    // v1: shared-memory tiles with 4x4 register blocks per thread
+    // v1: shared-memory tiles with 4x4 register blocks per thread (exact float32)
     {"tiled", "csrc/cuda/gemm_kernels.cu"},
+    // v2: tensor cores (mma.sync: fp16/bf16, TF32 when torch allows it), cp.async double buffering
+    {"mma", "csrc/cuda/gemm_mma_kernels.cu"},
 }};
 
-inline constexpr std::array<LadderRung, 2> kDenseCudaAlgorithms = {{
+inline constexpr std::array<LadderRung, 3> kDenseCudaAlgorithms = {{
     // v0: one thread per output, direct loops over channels and taps
     {"naive", "csrc/cuda/conv_gemm_kernels.cu"},
     // v1: dilated im2col (conv_gemm_kernels.cu) + the tiled GEMM (gemm_kernels.cu)
     {"im2col", "csrc/cuda/conv_gemm_kernels.cu"},
+    // v2: implicit GEMM: the B-panel loader gathers dilated taps through a per-k offset table
+    {"implicit", "csrc/cuda/conv_implicit_kernels.cu"},
 }};
 
 // Index of `algo` in `ladder`, or -1 for "auto"; anything else is an error naming the choices.

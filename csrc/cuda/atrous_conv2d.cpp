@@ -6,6 +6,8 @@
 // weight^T @ grad_output into col, then col2im as a gather; the weight gradient sums
 // grad_output[n] @ col[n]^T over the images in order. A 1x1 kernel with stride 1 and no padding
 // skips im2col: the image itself is the matrix. Kernels: conv_gemm_kernels.cu, gemm_kernels.cu.
+// v2 "implicit" (conv_implicit_kernels.cu) gathers the columns inside the GEMM instead: no
+// buffer, for the forward and (stride 1) the input gradient; its weight gradient is im2col's.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -23,6 +25,10 @@ constexpr int64_t kColumnBytes = int64_t{128} << 20;  // im2col buffer: images p
 
 bool use_naive(const char* op, c10::string_view algo) {
   return parse_algorithm(op, view(algo), kDenseCudaAlgorithms) == 0;
+}
+
+bool use_implicit(const char* op, c10::string_view algo) {
+  return parse_algorithm(op, view(algo), kDenseCudaAlgorithms) == 2;
 }
 
 bool is_identity_im2col(const ConvGeometry& g) {
@@ -54,6 +60,11 @@ at::Tensor atrous_forward_cuda(const at::Tensor& input, const at::Tensor& weight
   if (naive) {
     dense_naive_forward(dtype, input.const_data_ptr(), strides_of(input), w.const_data_ptr(), data_or_null(b),
                         out.mutable_data_ptr(), strides_of(out), g, stream);
+    return out;
+  }
+  if (use_implicit(kForward, algo)) {
+    dense_implicit_forward(dtype, input.const_data_ptr(), strides_of(input), w.const_data_ptr(), /*flip=*/false,
+                           data_or_null(b), out.mutable_data_ptr(), strides_of(out), g, stream);
     return out;
   }
   const int64_t rows = column_rows(g), cols = g.out_h * g.out_w;
@@ -93,6 +104,18 @@ at::Tensor atrous_backward_input_cuda(const at::Tensor& grad_output, const at::T
   if (naive) {
     dense_naive_backward_input(dtype, grad_output.const_data_ptr(), strides_of(grad_output), w.const_data_ptr(),
                                grad_in.mutable_data_ptr(), strides_of(grad_in), g, stream);
+    return grad_in;
+  }
+  if (use_implicit(kBackwardInput, algo) && g.stride_h == 1 && g.stride_w == 1) {
+    // grad_in = conv(grad_output, the kernel flipped and transposed) at stride 1 with padding
+    // d*(k-1) - p: the forward's geometry with input and output swapped.
+    ConvGeometry t = g;
+    t.in_channels = g.out_channels, t.out_channels = g.in_channels;
+    t.in_h = g.out_h, t.in_w = g.out_w, t.out_h = g.in_h, t.out_w = g.in_w;
+    t.pad_h = halo_extent(g.kernel_h, g.dil_h) - g.pad_h;
+    t.pad_w = halo_extent(g.kernel_w, g.dil_w) - g.pad_w;
+    dense_implicit_forward(dtype, grad_output.const_data_ptr(), strides_of(grad_output), w.const_data_ptr(),
+                           /*flip=*/true, nullptr, grad_in.mutable_data_ptr(), strides_of(grad_in), t, stream);
     return grad_in;
   }
   const int64_t rows = column_rows(g), cols = g.out_h * g.out_w;

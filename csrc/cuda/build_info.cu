@@ -1,13 +1,15 @@
 // What nvcc compiled (CUDA runtime version, target architectures), reported by `python -m atrous.info`.
 //
 // The kernels are in the *_kernels.cu files beside it; their host halves (*.cpp) register the
-// operators. __CUDA_ARCH_LIST__ is the list of architectures nvcc compiled for (e.g. 900).
+// operators. __CUDA_ARCH_LIST__ is the list of architectures nvcc compiled for (e.g. 750,800,900).
 #include <cuda_runtime_api.h>
 
 #include "../common/conv_index.h"
 
-#define ATROUS_STR_(x) #x
-#define ATROUS_STR(x) ATROUS_STR_(x)
+// Variadic: with several architectures __CUDA_ARCH_LIST__ expands to "750,800,900", which a
+// one-parameter macro would receive as three arguments (a build error).
+#define ATROUS_STR_(...) #__VA_ARGS__
+#define ATROUS_STR(...) ATROUS_STR_(__VA_ARGS__)
 
 #ifndef __CUDA_ARCH_LIST__
 #define __CUDA_ARCH_LIST__ unknown

@@ -15,7 +15,9 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "../common/conv_index.h"
 #include "kernels.h"
@@ -75,21 +77,33 @@ inline int64_t blocks_for(int64_t work, int64_t per_block) {
   return blocks < kMaxBlocks ? blocks : kMaxBlocks;
 }
 
-// Streaming multiprocessors of the current device (cached per device); 132 in the emulator.
+// Streaming multiprocessors of the current device; 132 in the emulator. Cached per device for
+// any device index, safe from several host threads at once: the table is sized once by a
+// function-local static (initialised exactly once, C++11), and each slot is an atomic that at
+// worst two threads fill with the same value.
 inline int64_t multiprocessor_count() {
 #ifdef ATROUS_CUDA_EMULATION
   return 132;
 #else
-  static int counts[64] = {};
+  static const int device_count = [] {
+    int n = 0;
+    C10_CUDA_CHECK(cudaGetDeviceCount(&n));
+    return n;
+  }();
+  static const std::unique_ptr<std::atomic<int>[]> counts(new std::atomic<int>[std::max(device_count, 1)]());
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 64) device = 63;  // only a cache slot; the query below is exact
-  if (counts[device] == 0) {
+  if (device < 0 || device >= device_count) {  // cannot happen for a valid current device; no cache
     int count = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    counts[device] = count;
+    return count;
   }
-  return counts[device];
+  int count = counts[device].load(std::memory_order_relaxed);
+  if (count == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    counts[device].store(count, std::memory_order_relaxed);
+  }
+  return count;
 #endif
 }
 

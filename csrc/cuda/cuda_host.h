@@ -19,7 +19,10 @@
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
+#include <ATen/Context.h>
+
 #ifndef ATROUS_CUDA_EMULATION
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -146,5 +149,24 @@ inline MutableMatrix row_major(void* data, int64_t cols) { return {data, cols, 1
 inline Matrix transposed(Matrix m) { return {m.data, m.col_stride, m.row_stride, m.batch_stride}; }
 
 inline std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
+
+// The GEMM rung for t's dtype and device when the tensor-core rung (GemmRung::Mma) is asked for
+// (or "auto" would take it): mma.sync needs compute capability 8.0 (the emulator has it); float32
+// uses TF32 operands, so it goes there only when torch allows TF32 in convolutions
+// (torch.backends.cudnn.allow_tf32, on by default: what F.conv2d does); double never does.
+inline GemmRung tensor_core_rung_or_tiled(const at::Tensor& t) {
+#ifdef ATROUS_CUDA_EMULATION
+  const bool capable = true;
+#else
+  // (not ATen/cuda/CUDAContext.h: it includes cuSPARSE's and cuBLAS's headers, which a
+  // minimal toolkit lacks)
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, t.get_device()));
+  const bool capable = major >= 8;
+#endif
+  if (!capable || t.scalar_type() == at::kDouble) return GemmRung::Tiled;
+  if (t.scalar_type() == at::kFloat && !at::globalContext().allowTF32CuDNN(at::Float32Op::CONV)) return GemmRung::Tiled;
+  return GemmRung::Mma;
+}
 
 }  // namespace atrous::cuda

@@ -285,35 +285,51 @@ depthwise_weight_partials_kernel(const T* __restrict__ gy, Strides4 gys, const T
   constexpr int G = KH > 0 ? KH * KW : kGenericTapGroup;  // taps summed in registers per block
   constexpr int KWC = KW > 0 ? KW : 1;  // KW as a divisor (unused when KW is 0)
   __shared__ Acc scratch[kReduceThreads];
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  const int64_t groups = KH > 0 ? 1 : ceil_div(taps, G);
-  const int64_t plane = g.out_h * g.out_w, total = g.batch * plane;
-  const int64_t m = g.out_channels / g.in_channels;
-  for (int64_t block = blockIdx.x; block < g.out_channels * groups * chunks; block += gridDim.x) {
-    const int64_t chunk = block % chunks, group = (block / chunks) % groups, oc = block / (chunks * groups);
-    const int64_t t0 = group * G;
+  // 32-bit index arithmetic (the launcher sends N*H_out*W_out of 2^31 terms or more, and grids
+  // of 2^31 blocks or more, to the naive kernel): a 64-bit division is a subroutine call, and
+  // with them the kernel spilled registers (python -m atrous.info --cuda-resources).
+  const uint32_t taps = static_cast<uint32_t>(g.kernel_h * g.kernel_w);
+  const uint32_t groups = KH > 0 ? 1u : (taps + G - 1) / G;
+  const uint32_t plane = static_cast<uint32_t>(g.out_h * g.out_w), total = plane * static_cast<uint32_t>(g.batch);
+  const uint32_t m = static_cast<uint32_t>(g.out_channels / g.in_channels);
+  const uint32_t chunks32 = static_cast<uint32_t>(chunks), chunk_len32 = static_cast<uint32_t>(chunk_len);
+  const uint32_t out_w32 = static_cast<uint32_t>(g.out_w);
+  for (uint32_t block = blockIdx.x; block < static_cast<uint32_t>(g.out_channels) * groups * chunks32;
+       block += gridDim.x) {
+    const uint32_t chunk = block % chunks32, group = (block / chunks32) % groups, oc = block / (chunks32 * groups);
+    const uint32_t t0 = group * G;
     Acc acc[G];
 #pragma unroll
     for (int tt = 0; tt < G; ++tt) acc[tt] = Acc(0);
-    const int64_t end = imin(total, (chunk + 1) * chunk_len);
-    for (int64_t e = chunk * chunk_len + threadIdx.x; e < end; e += blockDim.x) {
-      const int64_t n = e / plane, oh = (e % plane) / g.out_w, ow = e % g.out_w;
+    const uint32_t base = chunk * chunk_len32, end = std::min(total, base + chunk_len32);
+    // e = n * plane + p, walked by blockDim.x: one division per chunk, then n and p advance.
+    uint32_t p = base % plane + threadIdx.x, n = base / plane;
+    n += p / plane;
+    p %= plane;
+    for (uint32_t e = base + threadIdx.x; e < end; e += blockDim.x) {
+      const uint32_t oh = p / out_w32, ow = p - oh * out_w32;
       const Acc grad = load(gy, n * gys.n + oc * gys.c + oh * gys.h + ow * gys.w);
       const T* xplane = x + n * xs.n + (oc / m) * xs.c;
 #pragma unroll
       for (int tt = 0; tt < G; ++tt) {
-        const int64_t t = t0 + tt;
+        const uint32_t t = t0 + tt;
         if (KH == 0 && t >= taps) break;
-        const int64_t i = KH > 0 ? tt / KWC : t / g.kernel_w, j = KH > 0 ? tt % KWC : t % g.kernel_w;
+        const uint32_t kw32 = static_cast<uint32_t>(g.kernel_w);
+        const int64_t i = KH > 0 ? tt / KWC : t / kw32, j = KH > 0 ? tt % KWC : t % kw32;
         const int64_t ih = input_index(oh, i, g.stride_h, g.pad_h, g.dil_h);
         const int64_t iw = input_index(ow, j, g.stride_w, g.pad_w, g.dil_w);
         if (ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) acc[tt] += grad * load(xplane, ih * xs.h + iw * xs.w);
+      }
+      p += blockDim.x;
+      if (p >= plane) {
+        n += p / plane;
+        p %= plane;
       }
     }
 #pragma unroll
     for (int tt = 0; tt < G; ++tt) {
       const Acc sum = block_sum(acc[tt], scratch);
-      if (threadIdx.x == 0 && t0 + tt < taps) partials[(oc * taps + t0 + tt) * chunks + chunk] = sum;
+      if (threadIdx.x == 0 && t0 + tt < taps) partials[(int64_t{oc} * taps + t0 + tt) * chunks + chunk] = sum;
     }
   }
 }
@@ -395,14 +411,18 @@ void depthwise_backward_weight(DepthwiseRung rung, DType dtype, const void* gy, 
     const T* xp = static_cast<const T*>(x);
     T* gwp = static_cast<T*>(gw);
     const int64_t taps = g.kernel_h * g.kernel_w;
-    if (rung == DepthwiseRung::Naive) {
+    // The partials kernel indexes with 32 bits: 2^31 terms or more, or as many blocks, take the
+    // naive kernel.
+    const Chunking c = reduction_chunks(g.batch * g.out_h * g.out_w);
+    const int64_t limit = int64_t{1} << 31;
+    if (rung == DepthwiseRung::Naive || g.batch * g.out_h * g.out_w >= limit ||
+        g.out_channels * taps * c.chunks >= limit) {
       launch(depthwise_naive_backward_weight_kernel<T>, blocks_for(g.out_channels * taps, 128), 128, 0, stream,
              gyp, gys, xp, xs, gwp, g);
       return;
     }
     using Acc = acc_t<T>;
     Acc* partials = static_cast<Acc*>(workspace);
-    const Chunking c = reduction_chunks(g.batch * g.out_h * g.out_w);
     if (g.kernel_h == 3 && g.kernel_w == 3) {
       launch(depthwise_weight_partials_kernel<T, 3, 3>, std::min(g.out_channels * c.chunks, kMaxBlocks),
              kReduceThreads, 0, stream, gyp, gys, xp, xs, partials, g, c.chunks, c.chunk_len);

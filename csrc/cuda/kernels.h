@@ -29,7 +29,16 @@ struct Strides4 {
 };
 
 // ---- depthwise (depthwise_kernels.cu); the rungs of kDepthwiseCudaAlgorithms ----------------
-enum class DepthwiseRung { Naive = 0, Tiled = 1 };
+// Nhwc: depthwise_nhwc_kernels.cu, channels_last only; where it does not apply, Tiled runs.
+enum class DepthwiseRung { Naive = 0, Tiled = 1, Nhwc = 2 };
+
+// The nhwc rung (depthwise_nhwc_kernels.cu): y = depthwise(x, w) + bias, ReLU if relu, with the
+// weights transposed to [kh][kw][C] in wt; flip reads tap (kh-1-i, kw-1-j) instead of (i, j)
+// (backward input as a forward on grad_output; g is then that forward's geometry). Returns false,
+// launching nothing, unless both tensors have contiguous 16-byte aligned channel vectors and
+// one output channel per input channel.
+bool depthwise_nhwc(DType dtype, const void* x, Strides4 xs, const void* wt, const void* bias, void* y,
+                    Strides4 ys, const ConvGeometry& g, bool relu, bool flip, cudaStream_t stream);
 
 // y = depthwise(x, w) + bias (bias may be null), then ReLU when relu is set.
 void depthwise_forward(DepthwiseRung rung, DType dtype, const void* x, Strides4 xs, const void* w,
@@ -64,7 +73,9 @@ void sum_partials(DType dtype, const void* partials, int64_t count, int64_t chun
                   cudaStream_t stream);
 
 // ---- GEMM (gemm_kernels.cu); the rungs of kPointwiseCudaAlgorithms --------------------------
-enum class GemmRung { Naive = 0, Tiled = 1 };
+// Mma: tensor cores (gemm_mma_kernels.cu) for float16/bfloat16, and TF32 for float32; the host
+// picks it for float32 only when torch allows TF32 convolutions. Double runs Tiled instead.
+enum class GemmRung { Naive = 0, Tiled = 1, Mma = 2 };
 
 // A batch of matrices seen through strides: element (b, i, j) is
 // data[b * batch_stride + i * row_stride + j * col_stride] (batch_stride 0: one shared matrix).
@@ -85,6 +96,10 @@ void gemm(GemmRung rung, DType dtype, int64_t batch, int64_t M, int64_t N, int64
           Matrix B, MutableMatrix C, bool c_float, const void* bias, bool accumulate,
           cudaStream_t stream);
 
+// The Mma rung's kernel (gemm_mma_kernels.cu), called by gemm(); same contract, any dtype but Double.
+void gemm_mma(DType dtype, int64_t batch, int64_t M, int64_t N, int64_t K, Matrix A, Matrix B, MutableMatrix C,
+              bool c_float, const void* bias, bool accumulate, cudaStream_t stream);
+
 // ---- dense atrous convolution (conv_gemm_kernels.cu) ----------------------------------------
 // im2col with dilation of `images` images starting at image n0 of x: col[b] is the
 // (C*kh*kw x Ho*Wo) matrix of image n0 + b, row (c, i, j) holding x[c, oh*sh - ph + i*dh,
@@ -96,6 +111,13 @@ void im2col(DType dtype, const void* x, Strides4 xs, int64_t n0, int64_t images,
 // taps (c, i, j) and outputs that read (ih, iw). One thread per element of gx: no atomics.
 void col2im(DType dtype, const void* col, int64_t n0, int64_t images, void* gx, Strides4 gxs,
             const ConvGeometry& g, cudaStream_t stream);
+
+// The "implicit" dense rung (conv_implicit_kernels.cu): y = conv(x, w) + bias as an implicit
+// GEMM that gathers the dilated taps itself (no im2col buffer). flip: w is read as the kernel
+// of the input gradient, w (C' x C_out' x kh x kw) flipped and transposed, where g is that
+// stride-1 convolution's geometry (input = grad_output, output = grad_input).
+void dense_implicit_forward(DType dtype, const void* x, Strides4 xs, const void* w, bool flip, const void* bias,
+                            void* y, Strides4 ys, const ConvGeometry& g, cudaStream_t stream);
 
 // The "naive" dense rung: direct loops, one thread per output element of each op.
 void dense_naive_forward(DType dtype, const void* x, Strides4 xs, const void* w, const void* bias,

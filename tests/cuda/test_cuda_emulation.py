@@ -41,7 +41,8 @@ def emu():
     return torch.ops.atrous_emu
 
 
-RUNGS = {"depthwise": ("naive", "tiled"), "pointwise": ("naive", "tiled"), "dense": ("naive", "im2col")}
+RUNGS = {"depthwise": ("naive", "tiled", "nhwc"), "pointwise": ("naive", "tiled", "mma"),
+         "dense": ("naive", "im2col", "implicit")}
 NAMES = {"depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d", "dense": "atrous_conv2d"}
 
 
@@ -172,3 +173,113 @@ def test_emulated_gemm_with_the_big_tiles(emu, dtype):
     expected = F.conv2d(x.double(), w.double(), b.double())
     tol = 1e-5 if dtype == torch.float32 else HALF_TOLERANCE[dtype]
     assert (y.double() - expected).abs().max().item() <= tol * expected.abs().max().item()
+
+
+# ---- the tensor-core GEMM rung (gemm_mma_kernels.cu) ------------------------------------------
+# C = 16 takes the 16-byte cp.async path for the weight (and, channels_last, for the image);
+# C = 13 the element-wise staging; 70 output channels and 99 pixels leave ragged tiles.
+MMA_SHAPES = [(2, 16, 70, 9, 11), (1, 13, 70, 9, 11)]
+
+
+def _pointwise_by(E, algo, x, w, b, gy):
+    return (E.pointwise_conv2d(x, w, b, algo), E.pointwise_conv2d_backward_input(gy, w, algo),
+            E.pointwise_conv2d_backward_weight(gy, x, algo))
+
+
+def _pointwise_reference(x, w, b, gy):
+    x, w, b = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+    y = F.conv2d(x, w, b)
+    return (y.detach(), *torch.autograd.grad(y, (x, w), gy.double()))
+
+
+def _mma_case(shape, layout, dtype, seed=5):
+    n, c, c_out, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = lay_out(torch.randn(n, c, h, w, generator=gen).to(dtype), layout)
+    wt = (torch.randn(c_out, c, 1, 1, generator=gen) / 4).to(dtype)
+    b = torch.randn(c_out, generator=gen).to(dtype)
+    gy = lay_out(torch.randn(n, c_out, h, w, generator=gen).to(dtype), layout)
+    return x, wt, b, gy
+
+
+def _rel_errors(got, expected):
+    return [((a.double() - e).abs().max() / max(1.0, e.abs().max().item())).item()
+            for a, e in zip(got, expected)]
+
+
+@pytest.mark.parametrize("shape", MMA_SHAPES, ids=["c16-vector", "c13-scalar"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_emulated_mma_gemm_half_types(emu, shape, layout, dtype):
+    x, w, b, gy = _mma_case(shape, layout, dtype)
+    got = _pointwise_by(emu, "mma", x, w, b, gy)
+    expected = _pointwise_reference(x, w, b, gy)
+    for name, err in zip(("forward", "grad_input", "grad_weight"), _rel_errors(got, expected)):
+        assert err <= HALF_TOLERANCE[dtype], f"{name}: {err:.3g} ({layout}, {shape})"
+    assert got[0].is_contiguous(memory_format=torch.channels_last if layout == "channels_last"
+                                else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("shape", MMA_SHAPES, ids=["c16-vector", "c13-scalar"])
+def test_emulated_mma_gemm_float32_is_tf32_only_when_torch_allows_it(emu, shape):
+    x, w, b, gy = _mma_case(shape, "channels_last", torch.float32)
+    expected = _pointwise_reference(x, w, b, gy)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=True):
+        tf32 = _pointwise_by(emu, "mma", x, w, b, gy)
+        auto = _pointwise_by(emu, "auto", x, w, b, gy)
+    # TF32 keeps 10 mantissa bits (operands rounded by 2^-11 relative at most); sums in float32.
+    errors = _rel_errors(tf32, expected)
+    assert max(errors) <= 2e-3, errors
+    assert max(errors) > 1e-5, "float32 through the tensor cores should show TF32 rounding"
+    assert all(torch.equal(a, m) for a, m in zip(auto, tf32)), "auto takes the tensor cores with TF32 allowed"
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # the exact rung instead
+        exact = _pointwise_by(emu, "mma", x, w, b, gy)
+        tiled = _pointwise_by(emu, "tiled", x, w, b, gy)
+    assert all(torch.equal(e, t) for e, t in zip(exact, tiled))
+    assert max(_rel_errors(exact, expected)) <= 1e-5
+
+
+def test_emulated_mma_gemm_is_deterministic(emu):
+    x, w, b, gy = _mma_case(MMA_SHAPES[0], "contiguous", torch.bfloat16)
+    first, second = _pointwise_by(emu, "mma", x, w, b, gy), _pointwise_by(emu, "mma", x, w, b, gy)
+    assert all(torch.equal(f, s) for f, s in zip(first, second))
+
+
+# ---- the nhwc depthwise rung (depthwise_nhwc_kernels.cu) and split-K -------------------------
+@pytest.mark.parametrize("dtype,channels", [(torch.float32, 8), (torch.float64, 6), (torch.float16, 16)],
+                         ids=["float32", "float64", "float16"])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (1, 6), (2, 2), (1, 18)],
+                         ids=["d1", "d6", "s2d2", "d18"])
+def test_emulated_nhwc_depthwise(emu, dtype, channels, stride, dilation):
+    # channels a multiple of the 16-byte vector (4 floats, 2 doubles, 8 halves) in channels_last:
+    # the nhwc kernel runs (backward input too at stride 1); d18 reaches past the 13 x 11 plane.
+    gen = torch.Generator().manual_seed(channels + dilation)
+    x = lay_out(torch.randn(2, channels, 13, 11, generator=gen).to(dtype), "channels_last")
+    w = torch.randn(channels, 1, 3, 3, generator=gen).to(dtype)
+    b = torch.randn(channels, generator=gen).to(dtype)
+    y_shape = F.conv2d(x.float(), w.float(), None, stride, dilation, dilation, channels).shape
+    gy = lay_out(torch.randn(y_shape, generator=gen).to(dtype), "channels_last")
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: HALF_TOLERANCE[torch.float16]}[dtype]
+    conf = ([stride] * 2, [dilation] * 2, [dilation] * 2)
+    check(emu, "depthwise", "nhwc", x, w, b, gy, *conf, tol, f"nhwc {dtype} s{stride} d{dilation}")
+    # It is a different kernel from tiled (vectors of channels, not planes): same values, to rounding.
+    y_tiled = emu.depthwise_conv2d(x, w, b, *conf, "tiled")
+    torch.testing.assert_close(emu.depthwise_conv2d(x, w, b, *conf, "nhwc").double(), y_tiled.double(),
+                               rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("layout,n,hw", [("channels_last", 2, 64), ("contiguous", 3, 40)],
+                         ids=["one-matrix-split", "per-image-split"])
+@pytest.mark.parametrize("algo", ["naive", "tiled", "mma"])
+def test_emulated_pointwise_weight_gradient_split_k(emu, layout, n, hw, algo):
+    # channels_last: one matrix of 2*64*64 = 8192 terms, cut in 2 chunks of 4096 (split_k_count);
+    # NCHW with 3 images: the images are the chunks. Partials are summed in order: bit-equal reruns.
+    gen = torch.Generator().manual_seed(n)
+    x = lay_out(torch.randn(n, 8, hw, hw, generator=gen), layout).to(torch.bfloat16)
+    gy = lay_out(torch.randn(n, 12, hw, hw, generator=gen), layout).to(torch.bfloat16)
+    got = emu.pointwise_conv2d_backward_weight(gy, x, algo)
+    again = emu.pointwise_conv2d_backward_weight(gy, x, algo)
+    assert torch.equal(got, again)
+    expected = torch.einsum("nohw,nchw->oc", gy.double(), x.double())[:, :, None, None]
+    err = ((got.double() - expected).abs().max() / expected.abs().max()).item()
+    assert err <= HALF_TOLERANCE[torch.bfloat16], err

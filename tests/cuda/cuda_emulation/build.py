@@ -40,6 +40,8 @@ def sources(build_dir: str) -> list[str]:
             with open(wrapper, "w") as f:
                 f.write(text)
         out.append(wrapper)
+    # The warp-feature probes (test code, not part of atrous): torch.ops.atrous_emu_probes.
+    out.append(os.path.join(ROOT, "tests", "cuda", "cuda_emulation", "probes.cpp"))
     return out
 
 
@@ -59,7 +61,8 @@ def load(verbose: bool = False) -> None:
     build_dir = os.path.join(ROOT, "build", "cuda_emulation")
     os.makedirs(build_dir, exist_ok=True)
     flags = ["-O1", "-std=c++20", "-pthread", "-fvisibility=hidden", "-DATROUS_CUDA_EMULATION",
-             "-DATROUS_LIBRARY=atrous_emu", f"-I{include}", "-Wno-unknown-pragmas", "-Wno-attributes"]
+             "-DATROUS_LIBRARY=atrous_emu", f"-I{include}", f"-I{ROOT}", "-Wno-unknown-pragmas",
+             "-Wno-attributes"]
     cpp_extension.load(NAME, sources(build_dir), extra_cflags=flags, extra_ldflags=["-pthread"],
                        build_directory=build_dir, is_python_module=False, verbose=verbose)
     assert hasattr(torch.ops, "atrous_emu")
