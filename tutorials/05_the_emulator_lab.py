@@ -184,7 +184,8 @@ def cuda_headers() -> tuple[Path, str]:
 # depthwise_nhwc_kernels.cu); this lab builds the first two.
 assert ops.algorithms("depthwise_conv2d", "cuda") == ("naive", "tiled", "nhwc")
 CUDA_RUNGS = ops.algorithms("depthwise_conv2d", "cuda")[:2]
-assert "enum class DepthwiseRung { Naive = 0, Tiled = 1, Nhwc = 2 };" in (CSRC / "cuda" / "kernels.h").read_text()
+KERNELS_H = (CSRC / "cuda" / "kernels.h").read_text()
+assert "enum class DepthwiseRung { Naive = 0, Tiled = 1, Nhwc = 2 };" in KERNELS_H
 
 
 class Emulator:
