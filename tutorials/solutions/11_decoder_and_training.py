@@ -51,16 +51,17 @@ scores = ConfusionMatrix(4).update(torch.zeros_like(one_object), one_object).sco
 assert math.isnan(scores.iou[1]) and math.isnan(scores.iou[3])
 assert abs(scores.miou - (1 - 144 / 1024) / 2) < 1e-12
 
-# 3. At output stride 16 only the last stage drops its stride: its 2 blocks hold 4 depthwise 3x3 convs
-#    of rate 2, at jump 16. Each adds 2 (d - 1) j = 32 pixels, so undilating removes 128.
+# 3. At output stride 16 only the last stage drops its stride. By the exact a trous rule its first
+#    block, the one that loses the stride, keeps rate 1; the second block's 2 depthwise 3x3 convs get
+#    rate 2, at jump 16. Each adds 2 (d - 1) j = 32 pixels, so undilating removes 64.
 net = M.deeplabv3plus_small(num_classes=4, output_stride=16)
 rates = [m.dilation[0] for m in net.backbone.modules()
          if isinstance(m, torch.nn.Conv2d) and m.dilation[0] > 1]
-assert rates == [2] * 4
+assert rates == [2] * 2
 rf = receptive_field(net.backbone, 128, output="out").output.rf[0]
 rf_plain = receptive_field(M.undilate(net).backbone, 128, output="out").output.rf[0]
 assert rf.jump == rf_plain.jump == 16
-assert rf.size - rf_plain.size == 4 * 2 * (2 - 1) * 16 == 128
+assert rf.size - rf_plain.size == 2 * 2 * (2 - 1) * 16 == 64
 
 # 4. A pixel's depth is at most its object's inradius, at most the radius r (a circle; 0.89 r for a
 #    square, 0.78 r for a triangle). At S = 112: small objects have r < 0.08 S = 9.0 px, so none of their
@@ -79,14 +80,14 @@ print("pixels at depth >= 12 by size class:", deep)
 assert deep[0] == 0 and deep[1] > 0 and deep[2] > deep[1]
 # 5. Design: a pixel at depth d needs a centred RF of 2d + 1 to see the rim, and the deepest pixels of
 #    ContextShapes are about S / 4 deep (radius < 0.25 S), so they need about S / 2 + 1. The undilated
-#    backbone's RF at OS 8 is 187 px (443 with dilation). Keep the objects' relative size and grow the
+#    backbone's RF at OS 8 is 187 px (347 with dilation). Keep the objects' relative size and grow the
 #    images: from S = 374 the deepest pixels need more than 187 px, and only the dilated network can
 #    see their rim. (Or keep S and let objects grow to r < 0.45 S, a need of 0.9 S + 1: from S = 207.)
 plain_rf = receptive_field(M.undilate(M.deeplabv3plus_small(num_classes=4, output_stride=8)).backbone,
                            112, output="out").output.rf[0].size
 atrous_rf = receptive_field(M.deeplabv3plus_small(num_classes=4, output_stride=8).backbone,
                             112, output="out").output.rf[0].size
-assert (plain_rf, atrous_rf) == (187, 443)
+assert (plain_rf, atrous_rf) == (187, 347)
 assert min(s for s in range(64, 1024) if s // 2 + 1 > plain_rf) == 374
 assert min(s for s in range(64, 1024) if 0.9 * s + 1 > plain_rf) == 207
 print("all solutions check out")
