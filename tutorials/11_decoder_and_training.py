@@ -55,7 +55,7 @@ import atrous.models as M
 from atrous import viz
 from atrous.data import ContextShapes
 from atrous.data.synthetic import RIM_COLOURS, SIZE_NAMES, SIZE_RANGES
-from atrous.experiment import (
+from atrous.experiment.legacy import (
     VARIANTS,
     ExperimentRow,
     Variant,
@@ -272,7 +272,7 @@ for g in range(3):
           f"needs an RF of {2 * d.max() + 1:5.1f}")
     assert d.max() < bound
 assert 2 * np.concatenate(depth_by_size[2]).max() + 1 <= 0.5 * S + 1 == 65
-TRAIN_S = PRESETS["demo"]["image_size"]  # what `make demo` and `atrous.experiment` train at
+TRAIN_S = PRESETS["demo"]["image_size"]  # what `make demo` and the legacy experiment train at
 NEEDED_RF = TRAIN_S // 2 + 1  # the widest RF a pixel needs at that size
 large = ContextShapes(64, image_size=TRAIN_S, seed=0)
 deepest = max(float(large.raw(i)["depth"].max()) for i in range(len(large)))
@@ -503,7 +503,8 @@ fig
 #
 # ## 11.6 Atrous against no atrous
 #
-# Does the wide RF of atrous convolution matter? `atrous.experiment` trains three variants of
+# Does the wide RF of atrous convolution matter? `atrous.experiment.legacy` (the first design of
+# `atrous.experiment`; notebook 12 has the later ones) trains three variants of
 # the small model with the same budget (steps, images, augmentation, seed, learning rate):
 #
 # - **atrous**: OS 8, the last two stages dilated (rates 2, then 4), ASPP rates $(4, 8, 12)$;
@@ -578,7 +579,7 @@ fig
 
 # %% [markdown]
 # **The recorded full experiment.** The numbers below were *recorded*, not computed by this
-# notebook: `python -m atrous experiment` (the `demo` preset for every variant: 1,600 steps on
+# notebook: `python -m atrous experiment --design legacy` (the `demo` preset for every variant: 1,600 steps on
 # 112x112 images; the exact configuration is stored in the file) wrote them to
 # `experiment.json`, copied into `tutorials/assets/11_experiment.json`. We load and show them.
 
@@ -599,12 +600,12 @@ if recorded.is_file():
     fig = plot_experiment(saved_rows, OUT / "recorded.png")
 else:
     fig = None
-    print(f"no recorded experiment at {recorded}: run `python -m atrous experiment` and copy its "
-          "experiment.json there to see it here")
+    print(f"no recorded experiment at {recorded}: run `python -m atrous experiment --design legacy` "
+          "and copy its experiment.json there to see it here")
 fig
 
 # %% [markdown]
-# Read the table with 11.2 in mind. The hypothesis of `atrous.experiment` is that without dilation
+# Read the table with 11.2 in mind. The hypothesis of this experiment is that without dilation
 # the large objects suffer (their interiors are far from the rim), and at output stride 32 the
 # small ones (a few feature pixels wide). But even without dilation the backbone's theoretical
 # RF (187 px at OS 8) is far wider than the $0.5\,S + 1 = 57$ px the deepest pixels of a 112x112
@@ -630,9 +631,10 @@ fig
 #   baselines.
 # - Training widens the effective RF: the square holding half of the gradient grew more than
 #   twofold.
-# - `undilate` removes $2(d - 1)j$ pixels of RF per dilated 3x3 conv; `python -m atrous experiment`
-#   compares atrous, no dilation and output stride 32 under one budget. The trained atrous model
-#   has the wider ERF; which variant scores higher is for the recorded table to say.
+# - `undilate` removes $2(d - 1)j$ pixels of RF per dilated 3x3 conv;
+#   `python -m atrous experiment --design legacy` compares atrous, no dilation and output stride
+#   32 under one budget. The trained atrous model has the wider ERF; which variant scores higher
+#   is for the recorded table to say.
 #
 # ## Exercises
 # 1. Extend `decoder_params` to the dense decoder (`Decoder(..., separable=False)`: 3x3 convs
