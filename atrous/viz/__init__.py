@@ -31,6 +31,7 @@ from .lecture import (
 from .rf_growth import GrowthPath, plot_rf_growth, rf_path
 from .rf_pictures import model_pictures, teaching_erfs, teaching_pictures
 from .rf_plots import DEFAULT_GRIDDING, plot_aspp_coverage, plot_gridding
+from .samples import plot_context_shapes
 
 enable_figure_display()  # in Jupyter, a returned Figure displays as a picture (nothing outside IPython)
 
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_TOWERS",
     "plot_aspp_diagram",
     "plot_deeplab_diagram",
+    "plot_context_shapes",
     "plot_decoder_boundaries",
     "plot_gridding_outputs",
     "plot_output_strides",

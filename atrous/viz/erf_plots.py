@@ -69,7 +69,7 @@ def plot_erf(
     if isinstance(erfs, rfm.EffectiveRF):
         erfs = {"": erfs}
     extra = int(image is not None)
-    fig = Figure(figsize=(4.2 * (len(erfs) + extra) + 1.0, 5.2), layout="constrained")
+    fig = Figure(figsize=(4.2 * (len(erfs) + extra) + 1.4, 6.2), layout="constrained")
     axes = fig.subplots(1, len(erfs) + extra, squeeze=False)[0]
     if image is not None:
         images = np.asarray(image)
@@ -124,8 +124,8 @@ def plot_erf(
     samples = {e.samples for e in erfs.values()}
     n = samples.pop() if len(samples) == 1 else 0
     mean = "" if not n else ", one input" if n == 1 else f", mean over {n} inputs"
-    fig.suptitle(f"effective receptive field (Luo et al., 2016): where the central output's gradient "
-                 f"lands{mean}")
+    fig.suptitle(f"effective receptive field (Luo et al., 2016){mean}:\n"
+                 "where the gradient of the central output lands")
     return _save(fig, path)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import receptive_field as rfm
+from ..data import ContextShapes
 from ..models import get_model
 from .common import sample_image_tensor
 from .diagrams import plot_aspp_diagram, plot_deeplab_diagram
@@ -28,6 +29,7 @@ from .lecture import (
 from .rf_growth import plot_rf_growth
 from .rf_pictures import teaching_erfs
 from .rf_plots import plot_aspp_coverage, plot_gridding
+from .samples import plot_context_shapes
 
 __all__ = ["GALLERY", "GalleryItem", "write_gallery"]
 
@@ -116,6 +118,9 @@ GALLERY: tuple[GalleryItem, ...] = (
     GalleryItem("output_strides.png", "Feature grids and predictions at output strides 32, 16, 8 "
                 "(untrained weights: the grid sizes are the lesson).", "09 Xception and output stride",
                 _quiet(lambda p: plot_output_strides({f"OS {o}": _small(o) for o in (32, 16, 8)}, path=p))),
+    GalleryItem("context_shapes.png", "ContextShapes samples: classes, depth and the three size classes.",
+                "11 decoder and training",
+                lambda p: plot_context_shapes(ContextShapes(4, 96, seed=0), 3, path=p)),
 )
 
 _SCRIPT = """<script>

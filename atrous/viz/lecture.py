@@ -148,7 +148,7 @@ def plot_separable_conv(rate: int = 2, channels: int = 3, out_channels: int = 2,
     fig = Figure(figsize=(10, 2.3 * max(channels, out_channels) + 0.8), layout="constrained")
     rows = max(channels, out_channels)
     axes = fig.subplots(rows, 3, squeeze=False)
-    titles = ("input channel", f"depthwise 3x3, rate {rate}\n(one kernel per channel)",
+    titles = ("input", f"depthwise 3x3, rate {rate}\n(one kernel per channel)",
               "pointwise 1x1\n(mixes all channels)")
     for col, (maps, title) in enumerate(zip((x, mid, out), titles)):
         for row in range(rows):

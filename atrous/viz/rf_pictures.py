@@ -60,13 +60,16 @@ def teaching_erfs(names=("plain", "strided", "atrous", "hybrid"), input_size: in
 
 
 def teaching_pictures(out: str | os.PathLike) -> list[Path]:
-    """Write the general pictures into ``out``: dilated kernels (PNG and GIF), RF growth, gridding, ASPP
-    coverage and the ERFs of the plain, strided, atrous and hybrid teaching stacks."""
+    """Write the general pictures into ``out``: dilated kernels (PNG, and GIFs with and without padding),
+    RF growth, gridding, ASPP coverage and the ERFs of the plain, strided, atrous and hybrid teaching
+    stacks (seeded, 16 channels, 16 samples)."""
     out = Path(out)
-    paths = {name: out / name for name in ("dilated_kernel.png", "dilated_conv.gif", "rf_growth.png",
-                                           "gridding.png", "aspp_coverage.png", "erf_stacks.png")}
+    paths = {name: out / name for name in ("dilated_kernel.png", "dilated_conv.gif", "dilated_conv_nopad.gif",
+                                           "rf_growth.png", "gridding.png", "aspp_coverage.png",
+                                           "erf_stacks.png")}
     plot_dilated_kernel(path=paths["dilated_kernel.png"])
     animate_dilated_conv(path=paths["dilated_conv.gif"])
+    animate_dilated_conv(input_size=7, padding=0, path=paths["dilated_conv_nopad.gif"])
     plot_rf_growth(path=paths["rf_growth.png"])
     plot_gridding(path=paths["gridding.png"])
     plot_aspp_coverage(path=paths["aspp_coverage.png"])

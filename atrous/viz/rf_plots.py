@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 
 from .. import receptive_field as rfm
 from .common import PathLike, _box_patch, _save, load_sample_image
+from .erf_plots import dim_grey
 from .theme import HEAT_CMAP, OKABE_ITO, heat_colorbar
 
 __all__ = [
@@ -87,14 +88,16 @@ def plot_aspp_coverage(
 
     ``rates`` are the output-stride-16 rates; at output stride ``os`` they are scaled by ``16 / os``
     (DeepLabV3 doubles them at 8), so the taps land equally far apart in pixels while the feature grid
-    (grey dots) is denser. Taps that fall outside the feature map read zero padding (crosses): at 16 the
-    largest rate degenerates towards a 1x1 conv, which is why ASPP adds image pooling (whole image)."""
+    (black dots) is twice as dense. Taps that fall outside the feature map read zero padding (hollow):
+    the largest rate degenerates towards a 1x1 conv, which is why ASPP adds image pooling (the whole
+    image, dotted). The photo is dimmed to grey so every mark stays visible."""
     if image is None:
         image = load_sample_image(image_size)
     H, W = image.shape[:2]
-    fig = Figure(figsize=(5.5 * len(output_strides), 6), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(output_strides), 6.6), layout="constrained")
     axes = fig.subplots(1, len(output_strides), squeeze=False)[0]
-    colours = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#b5179e"]
+    colours, markers = [OKABE_ITO[0], OKABE_ITO[1], OKABE_ITO[5], OKABE_ITO[2]], ["o", "s", "D", "^"]
+    grey = dim_grey(image)  # the photo dimmed, so the marks stand out
     for ax, os_ in zip(axes, output_strides):
         if 16 % os_ and os_ % 16:
             raise ValueError(f"output_strides must be powers of two, got {os_}")
@@ -102,37 +105,38 @@ def plot_aspp_coverage(
         model = rfm.aspp_stack(os_, scaled, channels=1)
         report = rfm.receptive_field(model, (H, W))
         cat = next(r for r in reversed(report.layers) if r.op == "cat")
-        branches = report.branches(cat)
-        stem = branches[0].rf  # the 1x1 branch keeps the stem's geometry: jump = os
+        stem = report.branches(cat)[0].rf  # the 1x1 branch keeps the stem's geometry: jump = os
         fh, fw = cat.size
         cy, cx = (fh - 1) // 2, (fw - 1) // 2
-        ax.imshow(image)
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
         gy, gx = np.mgrid[:fh, :fw]
-        ax.scatter(stem[1].centre(gx.ravel()), stem[0].centre(gy.ravel()), s=2, c="#bdbdbd", alpha=0.6,
-                   linewidths=0, gid="features")
-        ax.scatter([stem[1].centre(cx)], [stem[0].centre(cy)], s=60, c="white", edgecolors="black",
-                   zorder=5, gid="centre", label=f"central output ({cy}, {cx})")
-        for n, (rate, row) in enumerate(zip(scaled, branches[1:-1])):
-            colour = colours[n % len(colours)]
+        ax.scatter(stem[1].centre(gx.ravel()), stem[0].centre(gy.ravel()), s=3, c="black", linewidths=0,
+                   gid="features", label=f"feature-map position (every {os_} px)")
+        ax.scatter([stem[1].centre(cx)], [stem[0].centre(cy)], s=110, c="white", edgecolors="black",
+                   linewidths=1.5, zorder=5, gid="centre", label=f"central output ({cy}, {cx})")
+        for n, rate in enumerate(scaled):
+            colour, marker = colours[n % len(colours)], markers[n % len(markers)]
             offs = [(ty * rate, tx * rate) for ty in (-1, 0, 1) for tx in (-1, 0, 1)]
             inside = [(cy + oy, cx + ox) for oy, ox in offs if 0 <= cy + oy < fh and 0 <= cx + ox < fw]
             outside = [(cy + oy, cx + ox) for oy, ox in offs if (cy + oy, cx + ox) not in inside]
-            ax.scatter([stem[1].centre(x) for _, x in inside], [stem[0].centre(y) for y, _ in inside], s=40,
-                       c=colour, edgecolors="white", zorder=4, gid=f"taps-in-{rate}",
-                       label=f"rate {rate}: taps {rate * os_} px apart")
+            ax.scatter([stem[1].centre(x) for _, x in inside], [stem[0].centre(y) for y, _ in inside], s=70,
+                       c=colour, marker=marker, edgecolors="black", linewidths=1.0, zorder=4,
+                       gid=f"taps-in-{rate}", label=f"rate {rate}: taps {rate * os_} px apart")
             if outside:
                 ax.scatter([stem[1].centre(x) for _, x in outside], [stem[0].centre(y) for y, _ in outside],
-                           s=40, c=colour, marker="x", zorder=4, gid=f"taps-out-{rate}")
-            box = row.box_clipped(cy, cx)
-            if box is not None:
-                ax.add_patch(_box_patch(box, edgecolor=colour, linewidth=1.5, gid=f"rf-{rate}"))
-        ax.add_patch(_box_patch((0, 0, H - 1, W - 1), edgecolor="white", linewidth=3, linestyle=":",
-                                gid="image-pooling", label="image pooling: whole image"))
+                           s=70, c="white", marker=marker, edgecolors=colour, linewidths=2.0, zorder=4,
+                           gid=f"taps-out-{rate}", label=f"rate {rate}: tap in the zero padding (hollow)")
+        ax.add_patch(_box_patch((0, 0, H - 1, W - 1), edgecolor="black", linewidth=2, linestyle=":",
+                                gid="image-pooling"))
         ax.set_xlim(-0.5 - 0.35 * W, W - 0.5 + 0.35 * W)  # room for taps in the padding
         ax.set_ylim(H - 0.5 + 0.35 * H, -0.5 - 0.35 * H)
-        ax.set_title(f"output stride {os_}: {fh}x{fw} features, rates {scaled}")
-        ax.legend(loc="lower center", fontsize=7, framealpha=0.9)
+        ax.set_title(f"output stride {os_}: {fh}x{fw} features (one every {os_} px),\nrates {scaled}")
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], color="black", ls=":", lw=2))
+        labels.append("image pooling: the whole image")
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=8, ncols=2,
+                  frameon=False)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("ASPP branches of the central output (x: tap in the zero padding)")
+    fig.suptitle("where the ASPP branches of the central output read the image (taps of each 3x3 branch)")
     return _save(fig, path)

@@ -91,3 +91,20 @@ def test_diagrams_label_arrows_with_the_shapes_the_model_produced(tmp_path):
     assert "4 x 97 x 97" in [t.get_text() for t in other.axes[0].texts]
     with pytest.raises(ValueError, match="names"):
         viz.tensor_shapes(model, torch.zeros(1, 3, 33, 33), ["nope"])
+
+
+def test_context_shapes_grid_has_discrete_size_colours_with_a_legend(tmp_path):
+    from atrous.data import ContextShapes
+    from atrous.data.palettes import CONTEXT_SHAPES_PALETTE
+    from atrous.viz.samples import SIZE_COLOURS
+
+    fig = viz.plot_context_shapes(ContextShapes(3, 48, seed=0), 2, path=tmp_path / "s.png")
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["class: red", "class: green", "class: blue",
+                      "size: small", "size: medium", "size: large"]
+    size_axes = [ax for ax in fig.axes if ax.images and ax.images[0].get_gid() == "size"]
+    assert len(size_axes) == 2 and size_axes[0].images[0].cmap.N == 3  # three colours, not a gradient
+    class_rgb = {tuple(c) for c in CONTEXT_SHAPES_PALETTE[1:].tolist()}
+    size_rgb = {tuple(int(v, 16) for v in (c[1:3], c[3:5], c[5:7])) for c in SIZE_COLOURS}
+    assert not class_rgb & size_rgb

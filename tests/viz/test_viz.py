@@ -167,7 +167,7 @@ def test_aspp_coverage_over_the_photo(tmp_path):
     fig = viz.plot_aspp_coverage(path=tmp_path / "aspp.png")
     assert is_png(tmp_path / "aspp.png")
     os16, os8 = fig.axes
-    assert os16.images[0].get_array().shape == (513, 513, 3)
+    assert os16.images[0].get_array().shape == (513, 513)
     assert "33x33" in os16.get_title() and "65x65" in os8.get_title()
     # central feature 16 of 33: rate 6 and 12 taps land inside, rate 18 only at the centre (16 +- 18)
     assert [len(collection(os16, f"taps-in-{r}")) for r in (6, 12, 18)] == [9, 9, 1]
@@ -178,6 +178,12 @@ def test_aspp_coverage_over_the_photo(tmp_path):
     assert sorted(set(taps[:, 0])) == [256 - 96, 256, 256 + 96]
     assert len(patches(os16, "image-pooling")) == 1
     assert len(collection(os8, "features")) == 65 * 65
+    # legible on the photo: dimmed grey under the marks, black feature dots, a legend entry for every
+    # kind of mark (image pooling and taps in the padding included)
+    assert os16.images[0].get_array().ndim == 2
+    labels = [t.get_text() for t in os16.get_legend().get_texts()]
+    assert {"image pooling: the whole image", "rate 18: tap in the zero padding (hollow)"} <= set(labels)
+    assert len(os16.get_legend().legend_handles) == len(labels)
 
 
 def test_load_sample_image():
