@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the experiment per seed, runs go to OUT/seed-S)")
     parser.add_argument("--steps", type=int, default=None, help="reach: training steps per network")
     parser.add_argument("--workers", type=int, default=None,
-                        help="reach: trainings in parallel processes (default 1)")
+                        help="reach and transfer: trainings in parallel processes (default 1)")
     parser.add_argument("--finetune-steps", type=int, default=None,
                         help="transfer: also fine-tune each OS-8 model for this many steps")
     parser.add_argument("--epochs", type=int, default=None, help="legacy and transfer: epochs per training")
@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     given = [f"--{n.replace('_', '-')}" for n in _LEGACY_ONLY if getattr(args, n) is not None]
     if given:
         return _error(f"{', '.join(given)}: only for --design legacy")
-    wrong = {"reach": ("finetune_steps", "epochs"), "transfer": ("steps", "workers")}[args.design]
+    wrong = {"reach": ("finetune_steps", "epochs"), "transfer": ("steps",)}[args.design]
     given = [f"--{n.replace('_', '-')}" for n in wrong if getattr(args, n) is not None]
     if given:
         return _error(f"{', '.join(given)}: not used by --design {args.design}")
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         cfg = transfer_design.QUICK if args.quick else transfer_design.TransferConfig()
         fields = {"seeds": seeds, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                  "finetune_steps": args.finetune_steps}
+                  "finetune_steps": args.finetune_steps, "workers": args.workers}
         cfg = replace(cfg, **{k: v for k, v in fields.items() if v is not None})
         if len(cfg.seeds) < 2:
             return _error("--seeds: the paired tests need at least 2 seeds")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -43,11 +44,12 @@ class TransferConfig:
     image_size: int = 96
     train_size: int = 800
     val_size: int = 100
-    epochs: int = 5
+    epochs: int = 4
     batch_size: int = 8
     lr: float = 0.1
-    finetune_steps: int = 0  # per OS-8 model, SGD at lr / 10 on the training images
+    finetune_steps: int = 50  # per OS-8 model, SGD at lr / 10 on the training images
     threads: int = 1  # intra-op threads: see ReachConfig.threads
+    workers: int = 1  # seeds trained in parallel processes
 
 
 QUICK = TransferConfig(seeds=(0, 1), image_size=48, train_size=8, val_size=4, epochs=1, batch_size=4,
@@ -115,32 +117,47 @@ def run_transfer(cfg: TransferConfig = TransferConfig(), *, out: str | Path = "e
         torch.set_num_threads(threads)
 
 
+def _seed_job(job: tuple[TransferConfig, Path, bool, int]) -> dict[str, dict]:
+    """Train one seed at OS 32 and score every evaluation: ``{evaluation: scores}``."""
+    cfg, out, progress, seed = job
+    torch.set_num_threads(cfg.threads)
+    print(f"transfer: training the small DeepLabV3+ at output stride 32, seed {seed}", flush=True)
+    config = TrainConfig(model="deeplabv3plus_small", dataset="shapes", output_stride=32,
+                         image_size=cfg.image_size, train_size=cfg.train_size, val_size=cfg.val_size,
+                         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, impl="torch",
+                         channels_last=False, progress=progress, pictures=False,
+                         out=str(out / f"seed-{seed}"))
+    result = train(config)
+    model, data = result.model.cpu().eval(), result.data
+    dense = set_output_stride(copy.deepcopy(model), 8)
+    models = {EVALUATIONS[0]: model, EVALUATIONS[1]: dense, EVALUATIONS[2]: undilate(copy.deepcopy(dense))}
+    if cfg.finetune_steps:
+        for name in EVALUATIONS[1:]:
+            tuned = _finetune(copy.deepcopy(models[name]), data.train, cfg.finetune_steps, cfg.lr / 10,
+                              cfg.batch_size, seed)
+            models[f"{name}, fine-tuned {cfg.finetune_steps} steps"] = tuned
+    found = {}
+    for name, m in models.items():
+        found[name] = {**score_model(m, data.val, data.num_classes), "seed": seed}
+        scores = found[name]
+        print(f"transfer seed {seed}: {name}: mIoU {100 * scores['miou']:.1f}, boundary "
+              f"{100 * scores['boundary']:.1f}, interior {100 * scores['interior']:.1f}", flush=True)
+    return found
+
+
 def _run(cfg: TransferConfig, out: Path, progress: bool) -> dict:
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
+    jobs = [(cfg, out, progress and cfg.workers == 1, seed) for seed in cfg.seeds]
+    if cfg.workers == 1:
+        per_seed = list(map(_seed_job, jobs))
+    else:  # one forked process per seed at a time; results come back in seed order
+        with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
+            per_seed = pool.map(_seed_job, jobs)
     runs: dict[str, list[dict]] = {}
-    for seed in cfg.seeds:
-        print(f"transfer: training the small DeepLabV3+ at output stride 32, seed {seed}", flush=True)
-        config = TrainConfig(model="deeplabv3plus_small", dataset="shapes", output_stride=32,
-                             image_size=cfg.image_size, train_size=cfg.train_size, val_size=cfg.val_size,
-                             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, impl="torch",
-                             channels_last=False, progress=progress, pictures=False,
-                             out=str(out / f"seed-{seed}"))
-        result = train(config)
-        model, data = result.model.cpu().eval(), result.data
-        dense = set_output_stride(copy.deepcopy(model), 8)
-        models = {EVALUATIONS[0]: model, EVALUATIONS[1]: dense,
-                  EVALUATIONS[2]: undilate(copy.deepcopy(dense))}
-        if cfg.finetune_steps:
-            for name in EVALUATIONS[1:]:
-                tuned = _finetune(copy.deepcopy(models[name]), data.train, cfg.finetune_steps, cfg.lr / 10,
-                                  cfg.batch_size, seed)
-                models[f"{name}, fine-tuned {cfg.finetune_steps} steps"] = tuned
-        for name, m in models.items():
-            scores = score_model(m, data.val, data.num_classes)
-            runs.setdefault(name, []).append({**scores, "seed": seed})
-            print(f"transfer seed {seed}: {name}: mIoU {100 * scores['miou']:.1f}, boundary "
-                  f"{100 * scores['boundary']:.1f}, interior {100 * scores['interior']:.1f}", flush=True)
+    for found in per_seed:
+        for name, scores in found.items():
+            runs.setdefault(name, []).append(scores)
     predictions = []
     for key, text, b, metric, kind, margin in TRANSFER_PREDICTIONS:
         p = paired([100 * r[metric] for r in runs[EVALUATIONS[0]]], [100 * r[metric] for r in runs[b]])
