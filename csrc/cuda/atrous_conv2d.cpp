@@ -138,8 +138,11 @@ at::Tensor atrous_backward_input_cuda(const at::Tensor& grad_output, const at::T
   return grad_in;
 }
 
-// grad_weight (C_out x C*kh*kw) = sum_n grad_output[n] @ col[n]^T, image after image (a fixed
-// order); the half types accumulate in a float32 buffer, rounded once at the end.
+// grad_weight (C_out x C*kh*kw) = sum_n grad_output[n] @ col[n]^T, as a deterministic split-K
+// over the images: one batched GEMM per group of images writes each image's product to a
+// float32 (float64) workspace, and sum_partials adds the N products of each weight in image
+// order. Where that workspace would pass 64 MB, image after image accumulating in one buffer
+// instead (same order, fewer blocks per launch); the half types are rounded once at the end.
 at::Tensor atrous_backward_weight_cuda(const at::Tensor& grad_output, const at::Tensor& input,
                                        at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                        at::IntArrayRef dilation, c10::string_view algo) {
@@ -159,6 +162,32 @@ at::Tensor atrous_backward_weight_cuda(const at::Tensor& grad_output, const at::
   }
   const int64_t rows = column_rows(g), cols = g.out_h * g.out_w;
   const bool half = is_half_type(grad_output);
+  const at::ScalarType acc_type = grad_output.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor go_images = as_image_matrices(grad_output);
+  if (g.batch > 1 && g.out_channels * rows * g.batch <= (int64_t{1} << 24)) {
+    // partials[(i * rows + j) * N + n]: image n's product, the layout sum_partials reads.
+    at::Tensor partials = at::empty({g.out_channels * rows * g.batch}, grad_output.options().dtype(acc_type));
+    const MutableMatrix p{partials.mutable_data_ptr(), rows * g.batch, g.batch, 1};
+    const int64_t esize = grad_output.element_size(), psize = partials.element_size();
+    const Matrix gm = image_matrices(go_images);
+    if (is_identity_im2col(g) && images_are_matrices(input)) {
+      gemm(GemmRung::Tiled, dtype, g.batch, g.out_channels, rows, cols, gm, transposed(image_matrices(input)), p,
+           /*c_float=*/true, nullptr, /*accumulate=*/false, stream);
+    } else {
+      const int64_t group = images_per_group(g, esize);
+      at::Tensor col = at::empty({group * rows * cols}, grad_output.options());
+      for (int64_t n0 = 0; n0 < g.batch; n0 += group) {
+        const int64_t count = std::min(group, g.batch - n0);
+        im2col(dtype, input.const_data_ptr(), strides_of(input), n0, count, col.mutable_data_ptr(), g, stream);
+        gemm(GemmRung::Tiled, dtype, count, g.out_channels, rows, cols, skip(gm, n0, esize),
+             Matrix{col.const_data_ptr(), 1, cols, rows * cols}, skip(p, n0, psize), /*c_float=*/true, nullptr,
+             /*accumulate=*/false, stream);
+      }
+    }
+    at::Tensor grad_w = at::empty(weight_size, grad_output.options());
+    sum_partials(dtype, partials.const_data_ptr(), g.out_channels * rows, g.batch, grad_w.mutable_data_ptr(), stream);
+    return grad_w;
+  }
   at::Tensor acc = at::empty(weight_size, grad_output.options().dtype(half ? at::kFloat : grad_output.scalar_type()));
   const MutableMatrix gw = row_major(acc.mutable_data_ptr(), rows);
   const at::Tensor go = as_image_matrices(grad_output);

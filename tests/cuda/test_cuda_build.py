@@ -107,7 +107,7 @@ def test_resource_report_command(resources):
     # The fixture has filled the cache: the command prints the table without compiling again.
     result = subprocess.run([sys.executable, "-m", "atrous.info", "--cuda-resources"], capture_output=True,
                             text=True, cwd=ROOT, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == (1 if KNOWN_SPILLS else 0), result.stderr[-2000:]  # 1: something spills
     assert "gemm_mma_kernel<__half, __half>" in result.stdout
     assert f"{len(KNOWN_SPILLS)} function(s) spill: depthwise_weight_partials_kernel<" in result.stdout
 

@@ -283,3 +283,19 @@ def test_emulated_pointwise_weight_gradient_split_k(emu, layout, n, hw, algo):
     expected = torch.einsum("nohw,nchw->oc", gy.double(), x.double())[:, :, None, None]
     err = ((got.double() - expected).abs().max() / expected.abs().max()).item()
     assert err <= HALF_TOLERANCE[torch.bfloat16], err
+
+
+@pytest.mark.parametrize("kernel,dilation", [(1, 1), (3, 2)], ids=["1x1-no-im2col", "3x3-d2"])
+def test_emulated_dense_weight_gradient_split_k(emu, kernel, dilation):
+    # Three images: each image's product is a partial, summed in image order (bit-equal reruns).
+    gen = torch.Generator().manual_seed(kernel)
+    x = torch.randn(3, 5, 9, 8, generator=gen).to(torch.bfloat16)
+    pad = dilation * (kernel // 2)
+    gy = torch.randn(3, 6, 9, 8, generator=gen).to(torch.bfloat16)
+    conf = ([1, 1], [pad, pad], [dilation, dilation])
+    got = emu.atrous_conv2d_backward_weight(gy, x, [6, 5, kernel, kernel], *conf, "im2col")
+    assert torch.equal(got, emu.atrous_conv2d_backward_weight(gy, x, [6, 5, kernel, kernel], *conf, "im2col"))
+    w = torch.zeros(6, 5, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    expected, = torch.autograd.grad(F.conv2d(x.double(), w, None, 1, pad, dilation), w, gy.double())
+    err = ((got.double() - expected).abs().max() / expected.abs().max()).item()
+    assert err <= HALF_TOLERANCE[torch.bfloat16], err
