@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from atrous import buildinfo
 
@@ -14,5 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     info = buildinfo.collect()
+    if info["extension"] is None and "ATROUS_CPU_ISA" in (info["extension_error"] or ""):
+        print(f"atrous info: {info['extension_error']}", file=sys.stderr)  # bad input, not a bad build
+        return 2
     print(json.dumps(info, indent=2) if args.json else buildinfo.format_report(info))
     return 0 if info["extension"] is not None and not info["extension_error"] else 1
