@@ -9,8 +9,8 @@ CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*
 DEPS_STAMP  := $(VENV)/.atrous-deps
 BUILD_STAMP := $(VENV)/.atrous-built
 
-.PHONY: demo test install build info clean bench bench-quick bench-models bench-models-quick bench-same-isa experiment notebooks \
-	gallery browser
+.PHONY: demo test install cross-tools build info clean bench bench-quick bench-models bench-models-quick bench-same-isa \
+	experiment notebooks gallery browser
 
 # The main job: what was built, every kernel checked against PyTorch, the quick benchmark, then a
 # small DeepLabV3+ trained on CPU (about 3 minutes on 2 cores). Everything lands in $(DEMO_OUT)/.
@@ -22,7 +22,7 @@ demo: install
 	MPLBACKEND=Agg $(PY) -m atrous train --preset demo --out $(DEMO_OUT)
 	@echo "demo: pictures and results in $(DEMO_OUT)/: predictions.png, overlays/, erf.png, bench/"
 
-test: install browser
+test: install browser cross-tools
 	$(PY) -m ruff check atrous tests tutorials
 	MPLBACKEND=Agg $(PY) -m pytest
 
@@ -39,6 +39,14 @@ browser:
 GALLERY_OUT ?= gallery-out
 gallery: install
 	MPLBACKEND=Agg $(PY) -m atrous gallery --out $(GALLERY_OUT)
+
+# The ARM64 cross compiler and qemu-user for tests/extension/test_arm64_driver.py, installed when
+# this is a Debian/Ubuntu machine and we are root; otherwise that test skips and says why.
+cross-tools:
+	@command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++-aarch64-linux-gnu qemu-user; } || \
+	  echo "cross-tools: g++-aarch64-linux-gnu / qemu-user not installed; the ARM64 test will skip"
 
 # The virtual environment with torch and the build tools (torch must be present before the
 # extension builds, hence --no-build-isolation below). torchvision and timm come in the same pip

@@ -61,7 +61,10 @@ def _extensions_and_cmdclass():
     if plan.with_cuda:
         cpp_extension.CUDA_HOME = plan.toolkit.home
 
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    # The kernel cores are compiled once per instruction set through csrc/cpu/isa_*.cpp, never alone.
+    per_isa = set(build_env.isa_kernel_sources("."))
+    sources = sorted(s for s in glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp")
+                     if s not in per_isa)
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     torch_version = torch.__version__.split("+")[0]
     cxx_flags = ["-O3", "-std=c++20", *plan.cpu_arch_flags, *plan.openmp_flags, *build_env.codegen_flags(),

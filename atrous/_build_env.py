@@ -188,14 +188,16 @@ def _compiler_accepts(flags: list[str]) -> bool:
 
 
 def cpu_arch_flags() -> list[str]:
-    """-march=native (x86) / -mcpu=native (arm) unless ATROUS_CPU_ARCH says otherwise.
+    """The baseline of the architecture (no flags) unless ATROUS_CPU_ARCH says otherwise.
 
-    The extension is always built from source on the machine that runs it, so tuning for that
-    CPU is safe; ATROUS_CPU_ARCH=generic gives a portable build, any other value is passed
-    as -march=VALUE.
+    The default build runs on any x86-64 or ARM64 machine: the kernel cores are compiled once per
+    instruction set inside csrc/cpu/isa_*.cpp and the best one is chosen at run time (csrc/cpu/isa.h),
+    so nothing needs -march=native, which would make a wheel, a pip cache or a shared course
+    environment die with an illegal instruction on an older CPU. ATROUS_CPU_ARCH=native (or any
+    -march value) still compiles everything for one machine, at the cost of that portability.
     """
-    choice = os.environ.get("ATROUS_CPU_ARCH", "native").strip()
-    if choice in ("generic", "none", ""):
+    choice = os.environ.get("ATROUS_CPU_ARCH", "generic").strip()
+    if choice in ("generic", "none", "baseline", ""):
         return []
     machine = platform.machine().lower()
     if choice == "native":
@@ -203,6 +205,18 @@ def cpu_arch_flags() -> list[str]:
     else:
         flags = [f"-march={choice}"]
     return flags if _compiler_accepts(flags) else []
+
+
+ISA_KERNEL_LIST = os.path.join("csrc", "cpu", "isa_kernels.inc")
+
+
+def isa_kernel_sources(root: str) -> list[str]:
+    """The kernel files compiled once per instruction set through csrc/cpu/isa_*.cpp (the
+    `#include "..."` lines of csrc/cpu/isa_kernels.inc), relative to root: setup.py leaves them out
+    of the plain source list."""
+    with open(os.path.join(root, ISA_KERNEL_LIST)) as f:
+        names = re.findall(r'^#include "([^"]+)"', f.read(), flags=re.MULTILINE)
+    return [os.path.join("csrc", "cpu", name) for name in names]
 
 
 def codegen_flags() -> list[str]:

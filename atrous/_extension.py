@@ -125,3 +125,7 @@ def try_load():
         return load(), None
     except ExtensionNotBuiltError as exc:
         return None, str(exc)
+    except RuntimeError as exc:  # ATROUS_CPU_ISA names a set this build or CPU cannot run
+        if "ATROUS_CPU_ISA" not in str(exc):
+            raise
+        return None, str(exc)

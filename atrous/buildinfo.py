@@ -12,7 +12,9 @@ import torch
 from . import __version__
 from ._extension import BUILD_HELP, load, mode, sources, try_load
 
-__all__ = ["build_config", "collect", "compiled_archs", "format_report", "kernel_table", "operator_names"]
+__all__ = [
+    "build_config", "collect", "compiled_archs", "cpu_isa", "format_report", "kernel_table", "operator_names",
+]
 
 
 def build_config() -> dict:
@@ -51,6 +53,19 @@ def kernel_table(names=None) -> dict[str, dict[str, bool]]:
     return table
 
 
+def cpu_isa() -> dict:
+    """The CPU instruction sets of the kernels: {"compiled": [...], "supported": [...], "active": "avx2",
+    "reason": "ATROUS_CPU_ISA=avx2" or "best this CPU supports"}.
+
+    Every build compiles the kernel cores once per set (csrc/cpu/isa_*.cpp) and picks the best one
+    this CPU runs when the extension loads; the environment variable ATROUS_CPU_ISA forces one.
+    """
+    ext = load()
+    if not hasattr(ext, "cpu_isa"):
+        raise RuntimeError(f"atrous._C was built from older sources (it has no cpu_isa()). {BUILD_HELP}")
+    return dict(ext.cpu_isa())
+
+
 def compiled_archs(cuda_build_info: str) -> list[str]:
     """The GPU architectures nvcc compiled the kernels for, e.g. ["sm_90"], from the build string
     "cudart 13000, archs 900" (nvcc's __CUDA_ARCH_LIST__)."""
@@ -84,7 +99,8 @@ def collect() -> dict:
     if ext is not None:
         info["built_against_torch"] = getattr(ext, "build_torch_version", "?")
         info["cpu_kernels"] = True
-        info["cpu_arch_flags"] = getattr(ext, "cpu_arch_flags", "") or "(generic)"
+        info["cpu_arch_flags"] = getattr(ext, "cpu_arch_flags", "") or "baseline flags"
+        info["cpu_isa"] = dict(ext.cpu_isa()) if hasattr(ext, "cpu_isa") else None
         info["openmp"] = bool(getattr(ext, "with_openmp", 0))
         info["cuda_compiled"] = bool(getattr(ext, "with_cuda", 0))
         info["cuda_build_info"] = getattr(ext, "cuda_build_info", "")
@@ -118,6 +134,13 @@ def format_report(info: dict) -> str:
             f"  built against torch {info['built_against_torch']}",
             f"  CPU kernels  yes ({info['cpu_arch_flags']}, OpenMP {'yes' if info['openmp'] else 'no'})",
         ]
+        isa = info.get("cpu_isa")
+        if isa:
+            lines += [
+                f"  CPU ISA      compiled: {', '.join(isa['compiled'])}; "
+                + f"this CPU runs: {', '.join(isa['supported'])}",
+                f"  CPU ISA used {isa['active']} ({isa['reason']}; ATROUS_CPU_ISA=... chooses another)",
+            ]
         if info["cuda_compiled"]:
             with_cuda = sum(row["CUDA"] for row in info["kernels"].values())
             lines.append(f"  CUDA         compiled ({info['cuda_build_info']}); "

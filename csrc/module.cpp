@@ -6,15 +6,20 @@
 //   algorithms, algorithm_files        the kernel ladders of csrc/common/algorithms.h (atrous.ops)
 //   build_torch_version, with_cuda, cuda_build_info, with_openmp, cpu_arch_flags
 //                                      the build configuration (`python -m atrous.info`)
-//   _conv_index                        a test hook (csrc/testing.cpp)
+//   cpu_isa()                          the CPU instruction sets: compiled, supported, in use (cpu/isa.h)
+//   _conv_index, _set_cpu_isa          test hooks (csrc/testing.cpp)
+// It also reads ATROUS_CPU_ISA: an instruction set this CPU cannot run makes the import fail.
 #include <Python.h>
 
 #include <array>
 #include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/algorithms.h"
+#include "cpu/isa.h"
 #include "ops.h"
 #include "testing.h"
 
@@ -107,6 +112,28 @@ void add_build_info(PyObject* module) {
 #endif
 }
 
+PyObject* isa_list(const std::vector<cpu::Isa>& isas) {
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(isas.size()));
+  for (size_t i = 0; i < isas.size(); ++i) PyList_SET_ITEM(list, i, string(cpu::isa_name(isas[i])));
+  return list;
+}
+
+// cpu_isa() -> {"compiled": [...], "supported": [...], "active": "avx2", "reason": "..."}
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  PyObject* dict = PyDict_New();
+  set_item(dict, "compiled", isa_list(cpu::compiled_isas()));
+  set_item(dict, "supported", isa_list(cpu::supported_isas()));
+  set_item(dict, "active", string(cpu::isa_name(cpu::active_isa())));
+  set_item(dict, "reason", string(cpu::isa_reason()));
+  return dict;
+}
+
+PyMethodDef module_methods[] = {
+    {"cpu_isa", cpu_isa, METH_NOARGS,
+     "The CPU instruction sets: compiled, supported by this CPU, the one in use and why."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
                           "atrous._C: the compiled atrous kernels (importing it registers the "
                           "operators under torch.ops.atrous)",
@@ -116,9 +143,14 @@ PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
 }  // namespace atrous
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  const std::string isa_error = atrous::cpu::init_isa_from_env();
+  if (!isa_error.empty()) {
+    PyErr_SetString(PyExc_RuntimeError, isa_error.c_str());
+    return nullptr;
+  }
   PyObject* module = PyModule_Create(&atrous::module_def);
   if (module == nullptr) return nullptr;
-  if (atrous::testing::add_functions(module) < 0) {
+  if (atrous::testing::add_functions(module) < 0 || PyModule_AddFunctions(module, atrous::module_methods) < 0) {
     Py_DECREF(module);
     return nullptr;
   }

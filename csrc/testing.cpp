@@ -1,4 +1,6 @@
-// Test hooks of atrous._C: _conv_index exposes the shared index arithmetic to the test suite.
+// Test hooks of atrous._C: _conv_index exposes the shared index arithmetic to the test suite;
+// _set_cpu_isa(name) switches the CPU kernels to another instruction set (cpu/isa.h), so the
+// property tests run on every path this machine supports without re-importing.
 //
 // _C._conv_index(name, *ints) calls one helper of csrc/common/conv_index.h, the index arithmetic
 // the CPU and CUDA kernels share, so the CPU test suite checks it against brute force
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "common/conv_index.h"
+#include "cpu/isa.h"
 
 namespace atrous::testing {
 namespace {
@@ -74,7 +77,22 @@ PyObject* conv_index(PyObject*, PyObject* args) {
   return nullptr;
 }
 
+PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
+  if (!PyUnicode_Check(arg)) {
+    PyErr_SetString(PyExc_TypeError, "_set_cpu_isa: expected the name of an instruction set (a str)");
+    return nullptr;
+  }
+  const std::string name = PyUnicode_AsUTF8(arg);
+  const std::string error = cpu::set_isa(name, "_set_cpu_isa", "atrous._C._set_cpu_isa('" + name + "')");
+  if (!error.empty()) {
+    PyErr_SetString(PyExc_ValueError, error.c_str());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
+    {"_set_cpu_isa", set_cpu_isa, METH_O, "Switches the CPU kernels to another instruction set (for the tests)."},
     {"_conv_index", conv_index, METH_VARARGS, "Calls a helper of csrc/common/conv_index.h (for the tests)."},
     {nullptr, nullptr, 0, nullptr},
 };

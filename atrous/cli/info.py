@@ -22,6 +22,9 @@ def main(args: argparse.Namespace) -> int:
     if args.cuda_resources:
         return _resources(args.cuda_resources, args.json)
     info = buildinfo.collect()
+    if info["extension"] is None and "ATROUS_CPU_ISA" in (info["extension_error"] or ""):
+        print(f"atrous info: {info['extension_error']}", file=sys.stderr)  # bad input, not a bad build
+        return 2
     print(json.dumps(info, indent=2) if args.json else buildinfo.format_report(info))
     if info["mode"] == "no-extension":  # installed that way on purpose: nothing is missing
         return 0

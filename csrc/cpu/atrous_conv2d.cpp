@@ -130,12 +130,14 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "atrous_conv2d_cpu", [&] {
-    if (has_bias) fill_bias<scalar_t>(out, bias->contiguous().const_data_ptr<scalar_t>());
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    // The bias starts the GEMM's sums (one per output channel, a row of C): no pass of its own.
+    const Epilogue<scalar_t> epilogue{has_bias ? b.const_data_ptr<scalar_t>() : nullptr, nullptr, false};
     std::vector<scalar_t> col(col_size(g));
     const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), k, 1};
     for (int64_t n = 0; n < g.batch; ++n) {
       gemm<scalar_t>(g.out_channels, g.out_h * g.out_w, k, wm, columns_of<scalar_t>(x, n, g, cols, col),
-                     image_matrix_mut<scalar_t>(out, n), /*accumulate=*/has_bias);
+                     image_matrix_mut<scalar_t>(out, n), /*accumulate=*/false, epilogue);
     }
   });
   return out;

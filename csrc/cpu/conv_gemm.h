@@ -104,17 +104,4 @@ void col2im(const T* __restrict col, T* __restrict grad_x, const ConvGeometry& g
   });
 }
 
-// Fills every image of out (N, C, H, W; NCHW or channels_last) with bias[c].
-template <typename T>
-void fill_bias(at::Tensor& out, const T* bias) {
-  const int64_t batch = out.size(0), channels = out.size(1), p = out.size(2) * out.size(3);
-  for (int64_t n = 0; n < batch; ++n) {
-    MutableMatrixView<T> o = image_matrix_mut<T>(out, n);
-    at::parallel_for(0, channels, grain_for(p), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c)
-        for (int64_t q = 0; q < p; ++q) o.data[c * o.row_stride + q * o.col_stride] = bias[c];
-    });
-  }
-}
-
 }  // namespace atrous::cpu

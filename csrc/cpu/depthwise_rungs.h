@@ -24,27 +24,28 @@ namespace atrous::cpu::depthwise {
   void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g);               \
   }
 
+// Pieces of the nhwc rung that the fused separable operator reuses.
+#define ATROUS_DEPTHWISE_NHWC_PIECES                                                         \
+  namespace nhwc {                                                                           \
+  /* (C*m, kh*kw) -> (kh*kw, C*m): each tap's weights contiguous across channels. */         \
+  template <typename T>                                                                      \
+  std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps);               \
+  /* Depthwise outputs (+ bias, then ReLU if relu) of the flat output pixels [q0, q1)        \
+     (q = oh*Wo + ow) of image n of the NHWC input x, pixel after pixel into out with a      \
+     pitch of ldo. wt is the transposed weight; cols the column interval of each tap. */     \
+  template <typename T>                                                                      \
+  void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& g,         \
+                      const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1,     \
+                      T* out, int64_t ldo, bool relu);                                       \
+  }
+
+// Here the dispatchers (cpu_dispatch.cpp), which call the active instruction set's copy of
+// each rung (isa_kernels.h).
 ATROUS_DEPTHWISE_RUNG(naive)    // depthwise_v0_naive.cpp
 ATROUS_DEPTHWISE_RUNG(rows)     // depthwise_v1_rows.cpp
 ATROUS_DEPTHWISE_RUNG(stencil)  // depthwise_v2_stencil.cpp
 ATROUS_DEPTHWISE_RUNG(nhwc)     // depthwise_v3_nhwc.cpp
-
-#undef ATROUS_DEPTHWISE_RUNG
-
-// Pieces of the nhwc rung that the fused separable operator reuses.
-namespace nhwc {
-// (C*m, kh*kw) -> (kh*kw, C*m): each tap's weights contiguous across channels.
-template <typename T>
-std::vector<T> transpose_weight(const T* w, int64_t channels, int64_t taps);
-
-// Depthwise outputs (+ bias, then ReLU if relu) of the flat output pixels [q0, q1) (q = oh*Wo
-// + ow) of image n of the NHWC input x, pixel after pixel into out with a pitch of ldo.
-// wt is the transposed weight; cols the column interval of each horizontal tap.
-template <typename T>
-void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& g,
-                    const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1, T* out,
-                    int64_t ldo, bool relu);
-}  // namespace nhwc
+ATROUS_DEPTHWISE_NHWC_PIECES
 
 // Explicit instantiation for float and double, at the end of each rung's file.
 #define ATROUS_INSTANTIATE_DEPTHWISE_RUNG(NS)                                                    \

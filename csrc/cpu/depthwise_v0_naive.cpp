@@ -4,9 +4,9 @@
 //
 // with taps that land outside the input skipped (they read zero padding). Slow and obviously
 // correct: the rung every other rung is checked against, and the tutorials start here.
-#include "depthwise_rungs.h"
+#include "isa_kernels.h"
 
-namespace atrous::cpu::depthwise::naive {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise::naive {
 
 template <typename T>
 void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
@@ -70,8 +70,8 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
       }
 }
 
-}  // namespace atrous::cpu::depthwise::naive
+}  // namespace atrous::cpu::ATROUS_ISA_NS::depthwise::naive
 
-namespace atrous::cpu::depthwise {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise {
 ATROUS_INSTANTIATE_DEPTHWISE_RUNG(naive)
 }

@@ -5,14 +5,12 @@
 // (output_tap_range). So every inner loop runs over an interval with no branch, and taps in
 // the padding are never visited. Each output row is built tap by tap (an axpy per tap);
 // planes run in parallel.
-#include <ATen/Parallel.h>
-
 #include <vector>
 
-#include "cpu_utils.h"
-#include "depthwise_rungs.h"
+#include "kernel_support.h"
+#include "isa_kernels.h"
 
-namespace atrous::cpu::depthwise::rows {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise::rows {
 namespace {
 
 // One output plane: out = bias + sum over taps (i, j) of w[i, j] * shifted input.
@@ -88,7 +86,7 @@ void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g)
   const int64_t m = g.out_channels / g.in_channels;
   const std::vector<Range> cols = tap_column_ranges(g);
   const int64_t work = g.out_h * g.out_w * g.kernel_h * g.kernel_w;
-  at::parallel_for(0, g.batch * g.out_channels, grain_for(work), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.batch * g.out_channels, grain_for(work), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.out_channels, oc = p % g.out_channels;
       forward_plane(x + (n * g.in_channels + oc / m) * g.in_h * g.in_w,
@@ -105,7 +103,7 @@ void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
   const int64_t work = m * g.out_h * g.out_w * g.kernel_h * g.kernel_w;
   // One thread owns each input plane and visits its m output channels in order: race-free
   // and deterministic.
-  at::parallel_for(0, g.batch * g.in_channels, grain_for(work), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.batch * g.in_channels, grain_for(work), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.in_channels, c = p % g.in_channels;
       T* plane = gx + p * g.in_h * g.in_w;
@@ -125,7 +123,7 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
   const std::vector<Range> cols = tap_column_ranges(g);
   const int64_t taps = g.kernel_h * g.kernel_w;
   // One thread owns each output channel and sums over the batch in order: deterministic.
-  at::parallel_for(0, g.out_channels, grain_for(g.batch * g.out_h * g.out_w * taps), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.out_channels, grain_for(g.batch * g.out_h * g.out_w * taps), [&](int64_t begin, int64_t end) {
     std::vector<double> acc(taps);
     for (int64_t oc = begin; oc < end; ++oc) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -138,8 +136,8 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
   });
 }
 
-}  // namespace atrous::cpu::depthwise::rows
+}  // namespace atrous::cpu::ATROUS_ISA_NS::depthwise::rows
 
-namespace atrous::cpu::depthwise {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise {
 ATROUS_INSTANTIATE_DEPTHWISE_RUNG(rows)
 }

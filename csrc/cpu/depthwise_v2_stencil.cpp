@@ -17,27 +17,26 @@
 // Backward-input at stride 1 is the same stencil run on grad_output with the flipped kernel
 // (summing the m output channels of an input plane); other strides use v1's scatter.
 // Backward-weight runs one dot product per tap over the flat arrays.
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <vector>
 
-#include "cpu_utils.h"
-#include "depthwise_rungs.h"
+#include "kernel_support.h"
+#include "isa_kernels.h"
 #include "simd.h"
 
-namespace atrous::cpu::depthwise::stencil {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise::stencil {
 namespace {
 
-// Vectors of running sums per chunk of outputs (4 x 8 floats or 4 x 4 doubles).
+// Vectors of running sums per chunk of outputs (4 x 8 floats or 4 x 4 doubles with AVX).
 constexpr int kVectors = 4;
+constexpr int kVB = simd::kNarrowBytes;
 template <typename T>
-constexpr int kChunk = kVectors * simd::kLanes<T, 32>;
+constexpr int kChunk = kVectors * simd::kLanes<T, kVB>;
 
-// 32-byte vectors here: the tap loads are unaligned by construction, and 32-byte ones cross
-// cache lines half as often as 64-byte ones (15% faster on Zen 4, see simd.h).
+// At most 32-byte vectors here: the tap loads are unaligned by construction, and 32-byte ones
+// cross cache lines half as often as 64-byte ones (15% faster on Zen 4, see simd.h).
 template <typename T>
-using V = simd::Vec<T, 32>;
+using V = simd::Vec<T, kVB>;
 
 // floor(a / b) and a mod b for b > 0 (the mod is non-negative).
 inline int64_t pmod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
@@ -121,15 +120,15 @@ struct PlaneLayout {
 template <typename T>
 inline void shifted_chunk(const T* __restrict src, const int64_t* offsets, const T* weights, int64_t taps,
                           T init, int64_t q, T* __restrict dst) {
-  constexpr int64_t L = simd::kLanes<T, 32>;
+  constexpr int64_t L = simd::kLanes<T, kVB>;
   V<T> acc[kVectors];
-  for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T, 32>(init);
+  for (int k = 0; k < kVectors; ++k) acc[k] = simd::broadcast<T, kVB>(init);
   for (int64_t t = 0; t < taps; ++t) {
     const T* s = src + offsets[t] + q;
-    const V<T> w = simd::broadcast<T, 32>(weights[t]);
-    for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load<T, 32>(s + k * L);
+    const V<T> w = simd::broadcast<T, kVB>(weights[t]);
+    for (int k = 0; k < kVectors; ++k) acc[k] += w * simd::load<T, kVB>(s + k * L);
   }
-  for (int k = 0; k < kVectors; ++k) simd::store<T, 32>(dst + k * L, acc[k]);
+  for (int k = 0; k < kVectors; ++k) simd::store<T, kVB>(dst + k * L, acc[k]);
 }
 
 // sum over q in [q0, q1) of a[q] * b[q]: vector partial sums, then a fixed-order reduction.
@@ -218,7 +217,7 @@ void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g)
   const StencilPlan plan = make_plan(layout, 1);
   const int64_t work = m * g.out_h * g.out_w * g.kernel_h * g.kernel_w;
   // Parallel over input planes: each is copied into the buffer once and feeds its m outputs.
-  at::parallel_for(0, g.batch * g.in_channels, grain_for(work), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.batch * g.in_channels, grain_for(work), [&](int64_t begin, int64_t end) {
     std::vector<T> buf(layout.size, T(0));
     std::vector<T> pitched(g.out_h * layout.pitch + 2 * kChunk<T>);
     std::vector<T> tap_weights;
@@ -254,7 +253,7 @@ void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
   std::vector<T> flipped(g.out_channels * taps);
   for (int64_t oc = 0; oc < g.out_channels; ++oc)
     for (int64_t t = 0; t < taps; ++t) flipped[oc * taps + t] = w[oc * taps + (taps - 1 - t)];
-  at::parallel_for(0, g.batch * g.in_channels, grain_for(m * g.in_h * g.in_w * taps), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.batch * g.in_channels, grain_for(m * g.in_h * g.in_w * taps), [&](int64_t begin, int64_t end) {
     std::vector<T> buf(m * layout.size, T(0));
     std::vector<T> pitched(g.in_h * layout.pitch + 2 * kChunk<T>);
     std::vector<T> tap_weights;
@@ -282,7 +281,7 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
     tap_rows[i] = tap_output_range(g.in_h, g.out_h, g.stride_h, g.pad_h, g.dil_h, i);
   // One thread owns each input channel (all its m output channels) and sums over the batch in
   // order: deterministic whatever the thread count.
-  at::parallel_for(0, g.in_channels, grain_for(g.batch * m * g.out_h * g.out_w * taps), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.in_channels, grain_for(g.batch * m * g.out_h * g.out_w * taps), [&](int64_t begin, int64_t end) {
     std::vector<T> buf(layout.size, T(0));
     std::vector<T> pitched(g.out_h * layout.pitch + 2 * kChunk<T>, T(0));
     std::vector<double> acc(m * taps);
@@ -311,8 +310,8 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
   });
 }
 
-}  // namespace atrous::cpu::depthwise::stencil
+}  // namespace atrous::cpu::ATROUS_ISA_NS::depthwise::stencil
 
-namespace atrous::cpu::depthwise {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise {
 ATROUS_INSTANTIATE_DEPTHWISE_RUNG(stencil)
 }

@@ -7,20 +7,18 @@
 // padding cost nothing (oneDNN's channels_last kernel slows down sharply at ASPP rates).
 // Forward and backward-input run in parallel over output (input) rows; backward-weight over
 // channel blocks, each summing the batch in a fixed order.
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <vector>
 
-#include "cpu_utils.h"
-#include "depthwise_rungs.h"
+#include "kernel_support.h"
+#include "isa_kernels.h"
 #include "simd.h"
 
-namespace atrous::cpu::depthwise::nhwc {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise::nhwc {
 namespace {
 
-// Vector width for this rung (see simd.h); 64 bytes measured faster than 32 here.
-constexpr int kW = 64;
+// Vector width for this rung: a full register (64 bytes measured faster than 32 on AVX-512).
+constexpr int kW = simd::kBytes;
 template <typename T>
 using V = simd::Vec<T, kW>;
 template <typename T>
@@ -147,7 +145,9 @@ void forward_pixels(const T* x, const T* wt, const T* bias, const ConvGeometry& 
                     const std::vector<Range>& cols, int64_t n, int64_t q0, int64_t q1, T* out,
                     int64_t ldo, bool relu) {
   constexpr int64_t L = kL<T>;
-  constexpr int P = 6;  // pixels per interior block: 6 x 2 vectors of sums
+  // Pixels per interior block: P x 2 vectors of sums, + 2 of weights, fit the register file
+  // (6 for 16 registers: AVX2, SSE2; 8 for 32: AVX-512, NEON).
+  constexpr int P = ATROUS_ISA_NHWC_PIXELS;
   const int64_t co = g.out_channels, ci = g.in_channels;
   const bool vector_path = co == ci && co >= L;  // no multiplier, at least one vector of channels
   const int64_t width = co >= 2 * L ? 2 * L : L;
@@ -195,7 +195,7 @@ template <typename T>
 void forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g) {
   const std::vector<T> wt = transpose_weight(w, g.out_channels, g.kernel_h * g.kernel_w);
   const std::vector<Range> cols = tap_column_ranges(g);
-  at::parallel_for(0, g.batch * g.out_h, grain_for(g.out_w * g.out_channels * g.kernel_h * g.kernel_w),
+  parallel_for(0, g.batch * g.out_h, grain_for(g.out_w * g.out_channels * g.kernel_h * g.kernel_w),
                    [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / g.out_h, oh = row % g.out_h;
@@ -229,7 +229,7 @@ void backward_input(const T* gy, const T* w, T* gx, const ConvGeometry& g) {
   constexpr int64_t L = kL<T>;
   std::vector<int64_t> blocks;
   channel_blocks(ci, L, blocks);
-  at::parallel_for(0, g.batch * g.in_h, grain_for(g.in_w * co * taps), [&](int64_t begin, int64_t end) {
+  parallel_for(0, g.batch * g.in_h, grain_for(g.in_w * co * taps), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> tap_rows, tap_oh;
     std::vector<const T*> pixel(taps), weight(taps);
     for (int64_t row = begin; row < end; ++row) {
@@ -320,7 +320,7 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
     const int kv = co >= 4 * L ? 4 : 1;
     std::vector<int64_t> blocks;
     channel_blocks(co, kv * L, blocks);
-    at::parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
       std::vector<double> acc(taps * kv * L);
       for (int64_t b = begin; b < end; ++b) {
         const int64_t c0 = blocks[b];
@@ -336,7 +336,7 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
   }
   // Any depth multiplier, or fewer channels than one vector: one output channel at a time.
   const int64_t ci = g.in_channels;
-  at::parallel_for(0, co, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, co, 1, [&](int64_t begin, int64_t end) {
     std::vector<double> acc(taps);
     for (int64_t oc = begin; oc < end; ++oc) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -361,9 +361,9 @@ void backward_weight(const T* gy, const T* x, T* gw, const ConvGeometry& g) {
   });
 }
 
-}  // namespace atrous::cpu::depthwise::nhwc
+}  // namespace atrous::cpu::ATROUS_ISA_NS::depthwise::nhwc
 
-namespace atrous::cpu::depthwise {
+namespace atrous::cpu::ATROUS_ISA_NS::depthwise {
 ATROUS_INSTANTIATE_DEPTHWISE_RUNG(nhwc)
 template std::vector<float> nhwc::transpose_weight<float>(const float*, int64_t, int64_t);
 template std::vector<double> nhwc::transpose_weight<double>(const double*, int64_t, int64_t);

@@ -1,28 +1,33 @@
-// The project's own blocked GEMM (CPU): packing, register micro-kernel, parallel driver.
-#include "gemm.h"
-
-#include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
-
+// The project's own blocked GEMM (CPU) "blocked": packing, register micro-kernel, parallel driver.
+//
+// Compiled once per instruction set (isa_kernels.inc); the register tile comes from that set's
+// wrapper (isa_avx512.cpp, isa_avx2.cpp, ...), sized to its register file.
 #include <algorithm>
 #include <vector>
 
+#include "gemm.h"
+#include "isa_kernels.h"
+#include "kernel_support.h"
 #include "simd.h"
 
-namespace atrous::cpu {
+namespace atrous::cpu::ATROUS_ISA_NS {
 namespace {
 
-// Block sizes. The MR x NR tile of C lives in registers: 8 rows x 2 vectors = 16 AVX-512
-// registers of sums, enough independent FMAs to hide their latency (a 6 x 1-vector tile
-// reached 65% of the core's peak in isolation, 8 x 2 vectors 93%). An MC x KC block of A and a
-// KC x NR panel of B (48 KB at KC = 384, more than Zen 4's 32 KB L1: it streams from L2, which
-// measured faster than KC = 256 with its extra passes over C) are reused from L2, KC x NC of B
-// from L3.
+// Block sizes. The MR x NR tile of C lives in registers: MR rows x NV vectors of sums, plus NV
+// vectors of B and one broadcast of A, must fit the register file (8 x 2 of AVX-512's 32
+// registers; BLIS's 6 x 2 on AVX2's 16; 8 x 3 of NEON's 32), with enough independent FMAs to
+// hide their latency (on Zen 4 a 6 x 1-vector tile reached 65% of the core's peak in isolation,
+// 8 x 2 vectors 93%). An MC x KC block of A is reused from L2, KC x NC of B from L3; the
+// KC x NR panel of B should sit in L1 (KC is chosen per set so that it is about 32 KB or less;
+// at KC = 384 with 64-byte vectors it streams from L2, which measured faster than KC = 256
+// with its extra passes over C).
 template <typename T>
 struct Blocking {
-  static constexpr int MR = 8, NV = 2;
-  static constexpr int NR = NV * simd::kLanes<T>;  // 32 floats, 16 doubles
-  static constexpr int64_t KC = 384, MC = 96, NC = 4096, NG = 256;
+  static constexpr int MR = ATROUS_GEMM_MR, NV = ATROUS_GEMM_NV;
+  static constexpr int NR = NV * simd::kLanes<T>;  // AVX-512: 32 floats, 16 doubles
+  static constexpr int64_t KC = ATROUS_GEMM_KC;
+  // MC and the column group NG of a task are whole tiles (NEON's NR = 12 does not divide 256).
+  static constexpr int64_t MC = (96 + MR - 1) / MR * MR, NC = 4096, NG = (256 + NR - 1) / NR * NR;
 };
 
 // Packs A(rows, pc:pc+kc) into panels of MR rows: panel p holds, for each k, MR consecutive
@@ -58,12 +63,24 @@ void pack_b_panel(const MatrixView<T>& B, int64_t k0, int64_t kc, int64_t col0, 
 }
 
 // C tile (mr x nr) (+)= packed A panel (MR x kc) @ packed B panel (kc x NR). The MR x NV
-// vectors of sums stay in registers for the whole k loop; A values are broadcast.
+// vectors of sums stay in registers for the whole k loop; A values are broadcast. In the first
+// K block the sums start from the bias (row_bias/col_bias point at this tile's rows/columns);
+// in the last, ReLU is applied before the store.
 template <typename T, int MR, int NV>
 void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c,
-                  int64_t rs, int64_t cs, int64_t mr, int64_t nr, bool accumulate) {
+                  int64_t rs, int64_t cs, int64_t mr, int64_t nr, bool accumulate, const T* row_bias,
+                  const T* col_bias, bool relu) {
   constexpr int64_t L = simd::kLanes<T>, NR = NV * L;
   simd::Vec<T> acc[MR][NV] = {};
+  if (row_bias != nullptr) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = simd::broadcast(i < mr ? row_bias[i] : T(0));
+  } else if (col_bias != nullptr) {
+    T start[NR] = {};  // the tile's columns of the bias, zero past the edge (no over-read)
+    for (int64_t j = 0; j < nr; ++j) start[j] = col_bias[j];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = simd::load(start + v * L);
+  }
   for (int64_t k = 0; k < kc; ++k) {
     simd::Vec<T> bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = simd::load(b + k * NR + v * L);
@@ -72,11 +89,14 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
       for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
     }
   }
+  const simd::Vec<T> zero{};
   if (mr == MR && nr == NR && cs == 1) {  // full tile, contiguous rows: vector stores
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) {
         T* dst = c + i * rs + v * L;
-        simd::store(dst, accumulate ? simd::load(dst) + acc[i][v] : acc[i][v]);
+        simd::Vec<T> sum = accumulate ? simd::load(dst) + acc[i][v] : acc[i][v];
+        if (relu) sum = sum > zero ? sum : zero;
+        simd::store(dst, sum);
       }
     return;
   }
@@ -85,7 +105,10 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
     for (int v = 0; v < NV; ++v) simd::store(&tile[i][v * L], acc[i][v]);
   for (int64_t i = 0; i < mr; ++i) {
     T* row = c + i * rs;
-    for (int64_t j = 0; j < nr; ++j) row[j * cs] = accumulate ? row[j * cs] + tile[i][j] : tile[i][j];
+    for (int64_t j = 0; j < nr; ++j) {
+      T sum = accumulate ? row[j * cs] + tile[i][j] : tile[i][j];
+      row[j * cs] = (relu && sum < T(0)) ? T(0) : sum;
+    }
   }
 }
 
@@ -94,19 +117,21 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
 // consecutive tasks reuses the A block it packed.
 template <typename T>
 void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, const T* bp, int64_t jc,
-                    int64_t nc, const MutableMatrixView<T>& C, bool acc) {
+                    int64_t nc, const MutableMatrixView<T>& C, bool acc, const Epilogue<T>& ep, bool first,
+                    bool last) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
   const int64_t n_mc = (M + Bk::MC - 1) / Bk::MC;
   const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG;
-  at::parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> a_packed(Bk::MC * kc);
+  parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
+    thread_local ScratchBuffer<T> a_buffer;  // packed fully before it is read: no zero-fill
+    T* a_packed = a_buffer.get(Bk::MC * kc);
     int64_t packed_ic = -1;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t ic = (t / n_groups) * Bk::MC;
       const int64_t mc = std::min(Bk::MC, M - ic);
       if (ic != packed_ic) {
-        pack_a<T, MR>(A, ic, mc, pc, kc, a_packed.data());
+        pack_a<T, MR>(A, ic, mc, pc, kc, a_packed);
         packed_ic = ic;
       }
       const int64_t j0 = (t % n_groups) * Bk::NG;
@@ -116,8 +141,9 @@ void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, c
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int64_t mr = std::min<int64_t>(MR, mc - ir);
           T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
-          micro_kernel<T, MR, NV>(kc, a_packed.data() + ir * kc, bp + (jr / NR) * kc * NR, c,
-                                  C.row_stride, C.col_stride, mr, nr, acc);
+          micro_kernel<T, MR, NV>(kc, a_packed + ir * kc, bp + (jr / NR) * kc * NR, c, C.row_stride,
+                                  C.col_stride, mr, nr, acc, first && ep.row_bias ? ep.row_bias + ic + ir : nullptr,
+                                  first && ep.col_bias ? ep.col_bias + jc + jr : nullptr, last && ep.relu);
         }
       }
     }
@@ -129,7 +155,7 @@ template <typename T>
 void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* bp) {
   constexpr int NR = Blocking<T>::NR;
   const int64_t n_panels = (nc + NR - 1) / NR;
-  at::parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
+  parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       pack_b_panel<T, NR>(B, pc, kc, jc + p * NR, std::min<int64_t>(NR, nc - p * NR), bp + p * kc * NR);
     }
@@ -139,73 +165,86 @@ void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, in
 }  // namespace
 
 template <typename T>
-PackedB<T>::PackedB(int64_t k, int64_t n, MatrixView<T> B) : K(k), N(n) {
+void pack_b(int64_t K, int64_t N, MatrixView<T> B, PackedB<T>& out) {
   using Bk = Blocking<T>;
   constexpr int64_t NR = Bk::NR;
+  out.K = K;
+  out.N = N;
+  out.data.clear();
+  out.offsets.clear();
+  int64_t size = 0;
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += Bk::KC) {
-      offsets.push_back(static_cast<int64_t>(data.size()));
-      data.resize(data.size() + std::min(Bk::KC, K - pc) * ((nc + NR - 1) / NR) * NR);
+      out.offsets.push_back(size);
+      size += std::min(Bk::KC, K - pc) * ((nc + NR - 1) / NR) * NR;
     }
   }
+  out.data.resize(size);
   int64_t block = 0;
   for (int64_t jc = 0; jc < N; jc += Bk::NC)
     for (int64_t pc = 0; pc < K; pc += Bk::KC, ++block)
-      pack_b_block(B, pc, std::min(Bk::KC, K - pc), jc, std::min(Bk::NC, N - jc), data.data() + offsets[block]);
+      pack_b_block(B, pc, std::min(Bk::KC, K - pc), jc, std::min(Bk::NC, N - jc), out.data.data() + out.offsets[block]);
 }
 
 template <typename T>
-void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate) {
+void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate,
+                 Epilogue<T> epilogue) {
   using Bk = Blocking<T>;
-  TORCH_CHECK(C.col_stride == 1, "gemm_packed: C must have unit column stride");
   if (M == 0 || B.N == 0) return;
   int64_t block = 0;
   for (int64_t jc = 0; jc < B.N; jc += Bk::NC)
     for (int64_t pc = 0; pc < B.K; pc += Bk::KC, ++block)
       multiply_block(M, A, pc, std::min(Bk::KC, B.K - pc), B.data.data() + B.offsets[block], jc,
-                     std::min(Bk::NC, B.N - jc), C, accumulate || pc > 0);
+                     std::min(Bk::NC, B.N - jc), C, accumulate || pc > 0, epilogue, pc == 0, pc + Bk::KC >= B.K);
 }
 
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
-          MutableMatrixView<T> C, bool accumulate) {
+          MutableMatrixView<T> C, bool accumulate, Epilogue<T> epilogue) {
   using Bk = Blocking<T>;
-  constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
+  constexpr int NR = Bk::NR;
   if (M == 0 || N == 0) return;
   if (C.col_stride != 1 && C.row_stride == 1) {
     // C is column-major (e.g. a channels_last image): compute C^T = B^T @ A^T instead, so the
     // micro-kernel writes contiguous rows.
-    gemm<T>(N, M, K, B.transposed(), A.transposed(), {C.data, C.col_stride, C.row_stride},
-            accumulate);
+    // Qualified: argument-dependent lookup would also find the dispatcher atrous::cpu::gemm.
+    ATROUS_ISA_NS::gemm<T>(N, M, K, B.transposed(), A.transposed(), {C.data, C.col_stride, C.row_stride},
+                           accumulate, {epilogue.col_bias, epilogue.row_bias, epilogue.relu});
     return;
   }
-  if (K == 0) {  // empty sum: C = 0 (or unchanged when accumulating)
-    if (!accumulate) {
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) C.data[i * C.row_stride + j * C.col_stride] = T(0);
-    }
+  if (K == 0) {  // empty sum: C = bias (or C + bias when accumulating), then the activation
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        T& cij = C.data[i * C.row_stride + j * C.col_stride];
+        T sum = (accumulate ? cij : T(0)) + (epilogue.row_bias ? epilogue.row_bias[i] : T(0)) +
+                (epilogue.col_bias ? epilogue.col_bias[j] : T(0));
+        cij = (epilogue.relu && sum < T(0)) ? T(0) : sum;
+      }
     return;
   }
-  std::vector<T> b_packed(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
+  // Every panel is packed in full (zero-padded past the edge) before it is read: no zero-fill.
+  thread_local ScratchBuffer<T> b_buffer;
+  T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += Bk::KC) {
       const int64_t kc = std::min(Bk::KC, K - pc);
-      pack_b_block(B, pc, kc, jc, nc, b_packed.data());
-      multiply_block(M, A, pc, kc, b_packed.data(), jc, nc, C, accumulate || pc > 0);
+      pack_b_block(B, pc, kc, jc, nc, b_packed);
+      multiply_block(M, A, pc, kc, b_packed, jc, nc, C, accumulate || pc > 0, epilogue, pc == 0, pc + kc == K);
     }
   }
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixView<float>,
-                          MutableMatrixView<float>, bool);
+                          MutableMatrixView<float>, bool, Epilogue<float>);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,
-                           MutableMatrixView<double>, bool);
-template struct PackedB<float>;
-template struct PackedB<double>;
-template void gemm_packed<float>(int64_t, MatrixView<float>, const PackedB<float>&, MutableMatrixView<float>, bool);
+                           MutableMatrixView<double>, bool, Epilogue<double>);
+template void pack_b<float>(int64_t, int64_t, MatrixView<float>, PackedB<float>&);
+template void pack_b<double>(int64_t, int64_t, MatrixView<double>, PackedB<double>&);
+template void gemm_packed<float>(int64_t, MatrixView<float>, const PackedB<float>&, MutableMatrixView<float>, bool,
+                                 Epilogue<float>);
 template void gemm_packed<double>(int64_t, MatrixView<double>, const PackedB<double>&, MutableMatrixView<double>,
-                                  bool);
+                                  bool, Epilogue<double>);
 
-}  // namespace atrous::cpu
+}  // namespace atrous::cpu::ATROUS_ISA_NS

@@ -92,11 +92,13 @@ at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight,
   const bool one = batch_is_one_matrix(x) && batch_is_one_matrix(out);
   const int64_t matrices = one ? 1 : g.batch, cols = (one ? g.batch : 1) * g.out_h * g.out_w;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pointwise_conv2d_cpu", [&] {
-    if (has_bias) fill_bias<scalar_t>(out, bias->contiguous().const_data_ptr<scalar_t>());
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    // The bias starts the GEMM's sums (one per output channel, a row of C): no pass of its own.
+    const Epilogue<scalar_t> epilogue{has_bias ? b.const_data_ptr<scalar_t>() : nullptr, nullptr, false};
     const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), g.in_channels, 1};
     for (int64_t n = 0; n < matrices; ++n) {
       gemm<scalar_t>(g.out_channels, cols, g.in_channels, wm, image_matrix<scalar_t>(x, n),
-                     image_matrix_mut<scalar_t>(out, n), /*accumulate=*/has_bias);
+                     image_matrix_mut<scalar_t>(out, n), /*accumulate=*/false, epilogue);
     }
   });
   return out;

@@ -64,7 +64,7 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
     const T* pbp = has_pw_bias ? pb.const_data_ptr<T>() : nullptr;
     T* op = out.mutable_data_ptr<T>();
     // W^T as the GEMM's B (C*m x C_out), packed once for all tiles: element (k, j) = pw[j, k].
-    const PackedB<T> pw_t(mid, out_channels, MatrixView<T>{pwp, mid, 1}.transposed());
+    const PackedB<T> pw_t = pack_b<T>(mid, out_channels, MatrixView<T>{pwp, mid, 1}.transposed());
     at::parallel_for(0, g.batch * tiles_per_image, 1, [&](int64_t begin, int64_t end) {
       std::vector<T> mid_tile(tile * mid);  // (pixels, C*m): the intermediate, in cache
       for (int64_t task = begin; task < end; ++task) {
@@ -73,12 +73,10 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
         depthwise::nhwc::forward_pixels(xp, wt.data(), has_dw_bias ? db.const_data_ptr<T>() : nullptr, g,
                                         cols, n, q0, q1, mid_tile.data(), mid, relu);
         T* dst = op + (n * pixels + q0) * out_channels;  // (pixels, C_out) rows of the NHWC output
-        if (pbp) {
-          for (int64_t q = 0; q < q1 - q0; ++q) std::copy(pbp, pbp + out_channels, dst + q * out_channels);
-        }
-        // Inside this parallel region the GEMM runs on this thread alone.
-        gemm_packed<T>(q1 - q0, {mid_tile.data(), mid, 1}, pw_t, {dst, out_channels, 1},
-                       /*accumulate=*/pbp != nullptr);
+        // Inside this parallel region the GEMM runs on this thread alone. The pointwise bias (one
+        // per output channel, a column of this tile) starts its sums.
+        gemm_packed<T>(q1 - q0, {mid_tile.data(), mid, 1}, pw_t, {dst, out_channels, 1}, /*accumulate=*/false,
+                       Epilogue<T>{nullptr, pbp, false});
       }
     });
   });

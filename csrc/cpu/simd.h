@@ -1,8 +1,9 @@
-// Portable SIMD for the CPU kernels: GCC/Clang vector extensions of 32 or 64 bytes.
+// Portable SIMD for the CPU kernels: GCC/Clang vector extensions of 16, 32 or 64 bytes.
 //
 // `Vec<T, Bytes>` holds Bytes / sizeof(T) lanes. The compiler maps it onto whatever the target
-// has (AVX-512, AVX2, NEON registers, split as needed), so one source serves x86-64 and ARM64
-// with no ISA-specific code. Plain loops were tried first: GCC did not keep the sums of a
+// has (AVX-512, AVX2, SSE2, NEON registers, split as needed), so one source serves x86-64 and
+// ARM64 with no ISA-specific code. This header is compiled once per instruction set, inside
+// that set's namespace (isa.h): kBytes is the width of its registers. Plain loops were tried first: GCC did not keep the sums of a
 // runtime-length tap loop in registers (it spilled them and used gathers), 7x slower.
 // A kernel picks its width: unaligned 32-byte loads cross cache lines half as often as 64-byte
 // ones, which paid 15% in an isolated stencil test on Zen 4, but 64 bytes measured faster in
@@ -12,13 +13,20 @@
 #include <cstdint>
 #include <cstring>
 
+#ifndef ATROUS_ISA_VECTOR_BYTES
+#error "simd.h is compiled per instruction set: include it through isa_kernels.inc"
+#endif
+
 #if !defined(__GNUC__) && !defined(__clang__)
 #error "atrous's CPU kernels use GCC/Clang vector extensions; build with GCC or Clang"
 #endif
 
-namespace atrous::cpu::simd {
+namespace atrous::cpu::ATROUS_ISA_NS::simd {
 
-inline constexpr int kBytes = 64;  // the default width
+// The default width: one register of the instruction set (64 AVX-512, 32 AVX2, 16 SSE2/NEON).
+inline constexpr int kBytes = ATROUS_ISA_VECTOR_BYTES;
+// At most 32 bytes: for kernels whose loads are unaligned by construction (see above).
+inline constexpr int kNarrowBytes = kBytes < 32 ? kBytes : 32;
 
 // Spelled per type and width: GCC ignores vector_size on a dependent alias template.
 template <typename T, int Bytes>
@@ -30,6 +38,14 @@ struct VecType<float, 64> {
 template <>
 struct VecType<double, 64> {
   typedef double type __attribute__((vector_size(64)));
+};
+template <>
+struct VecType<float, 16> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
+struct VecType<double, 16> {
+  typedef double type __attribute__((vector_size(16)));
 };
 template <>
 struct VecType<float, 32> {
@@ -87,4 +103,4 @@ inline double reduce(Vec<T, Bytes> v) {
   return sum;
 }
 
-}  // namespace atrous::cpu::simd
+}  // namespace atrous::cpu::ATROUS_ISA_NS::simd
