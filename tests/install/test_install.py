@@ -169,14 +169,12 @@ def test_wheel_with_kernels_installs_and_runs(extension_wheel, extension_venv, t
     assert "forward ok" in out and "site-packages/atrous/csrc" in out.replace(os.sep, "/")
 
 
-def test_portable_wheel_runs_the_avx2_path(extension_venv, tmp_path):
-    """The CPU issue's runtime dispatch: ATROUS_CPU_ISA=avx2 selects the AVX2 kernels of the same wheel."""
-    has_isa = _python(extension_venv, "import atrous.buildinfo as b; print(hasattr(b, 'cpu_isa'))", tmp_path)
-    if has_isa.strip() != "True":
-        pytest.skip("atrous.buildinfo.cpu_isa() does not exist: the runtime ISA dispatch (CPU issue) is not "
-                    "in this tree yet")
-    code = CHECK_KERNELS + "\nimport atrous.buildinfo as b\nassert b.cpu_isa() == 'avx2', b.cpu_isa()\n"
-    assert "forward ok" in _python(extension_venv, code, tmp_path, ATROUS_CPU_ISA="avx2")
+def test_portable_wheel_runs_the_avx2_and_generic_paths(extension_venv, tmp_path):
+    """The runtime dispatch: ATROUS_CPU_ISA selects the AVX2 or the baseline kernels of the same wheel."""
+    for isa in ("avx2", "generic"):
+        check = f"import atrous.buildinfo as b\nassert b.cpu_isa()['active'] == {isa!r}, b.cpu_isa()\n"
+        code = CHECK_KERNELS + "\n" + check
+        assert "forward ok" in _python(extension_venv, code, tmp_path, ATROUS_CPU_ISA=isa)
 
 
 def test_a_build_for_another_torch_is_refused_with_how_to_rebuild(extension_venv, tmp_path):
