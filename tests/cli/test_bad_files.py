@@ -101,6 +101,10 @@ FILE_COMMANDS = {
                                       "--output-stride", "16", "--no-progress", "--impl", "torch",
                                       "--out", str(tmp / "run"), "--resume", str(f)],
     "rf": lambda f, tmp: ["rf", str(f), "--no-pictures", "--no-measure", "--input-size", "33", "33"],
+    "eval": lambda f, tmp: ["eval", "--checkpoint", str(f), "--size", "2", "--impl", "torch",
+                            "--out", str(tmp / "eval")],
+    "export": lambda f, tmp: ["export", "--checkpoint", str(f), "--format", "onnx", "--size", "32", "32",
+                              "--out", str(tmp / "model.onnx")],
 }
 
 BAD_KINDS = ["payload", "payload_pickle", "truncated", "empty", "image", "tensor", "state_dict",
