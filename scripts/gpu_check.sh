@@ -17,7 +17,7 @@
 #   6. the CUDA benchmark: python -m atrous bench --device cuda --quick   -> OUTDIR/bench/
 #   7. the depthwise ladder on the middle-flow shape, both layouts        -> OUTDIR/ladder/
 # OUTDIR/summary.txt lists each step's status and time; it is copied, with the machine and the
-# benchmark table, to tutorials/assets/gpu_check/ for tutorial 03. Exit status 0 only if every
+# benchmark table, to tutorials/assets/gpu_check/ for tutorial 05. Exit status 0 only if every
 # step passed.
 # Environment: PYTHON (default: .venv/bin/python if present, else python3), MAX_JOBS (default: all
 # cores), TORCH_CUDA_ARCH_LIST (default: the visible GPU's compute capability).
@@ -158,7 +158,7 @@ step "bench --ladder depthwise_conv2d" 45 0 "$OUT/ladder.log" \
   --rung-budget 5 --out "$OUT/ladder"
 
 note "total $(( $(date +%s) - STARTED ))s; results in $OUT"
-# What tutorial 03 shows: the summary, the machine and the benchmark table, in the repository.
+# What tutorial 05 (the emulator lab) shows: the summary, the machine and the benchmark table, in the repository.
 ASSETS="$ROOT/tutorials/assets/gpu_check"
 mkdir -p "$ASSETS"
 cp "$OUT/summary.txt" "$OUT/machine.txt" "$ASSETS/"

@@ -35,7 +35,6 @@ import os
 import re
 import tempfile
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt  # a Figure that is a cell's value displays as a picture
 import torch
@@ -51,8 +50,7 @@ from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_sourc
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
-ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
-CSRC = ROOT / "csrc"
+CSRC = atrous.sources()  # the kernel sources: csrc/ of a checkout, or the copy an installed package ships
 assert (CSRC / "cpu" / "depthwise_v0_naive.cpp").exists(), f"expected the C++ sources under {CSRC}"
 
 # %% [markdown]
@@ -75,7 +73,7 @@ assert RUNGS == ("naive", "rows", "stencil", "nhwc")
 rung_files = {rung: next(CSRC.glob(f"cpu/depthwise_v{i}_*.cpp")) for i, rung in enumerate(RUNGS)}
 for rung, path in rung_files.items():
     assert f'"{rung}"' in path.read_text().split("\n", 1)[0], path  # "Depthwise ladder vN "rung": ..."
-    print(f"{rung:8s} {path.relative_to(ROOT)}")
+    print(f"{rung:8s} csrc/{path.relative_to(CSRC).as_posix()}")
 
 # %% [markdown]
 # One shape for the whole notebook: the middle flow of DeepLabV3+ at output stride 8, 728
@@ -353,7 +351,7 @@ config = build_config()
 print("flags:  ", " ".join(config.get("cxx_flags", [])))
 print("sources:", *config.get("sources", []), sep="\n  ")
 for path in rung_files.values():
-    assert str(path.relative_to(ROOT)) in config["sources"]  # every rung is compiled in
+    assert f"csrc/{path.relative_to(CSRC).as_posix()}" in config["sources"]  # every rung is compiled in
 _ = show("cpu/depthwise_conv2d.cpp", r"Rung choose\(")
 
 # %% [markdown]

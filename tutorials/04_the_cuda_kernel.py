@@ -35,7 +35,6 @@
 
 # %%
 import re
-from pathlib import Path
 
 import matplotlib.pyplot as plt  # a Figure that is a cell's value displays as a picture
 import torch
@@ -47,8 +46,7 @@ from atrous import _extension
 from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_source.py)
 
 torch.manual_seed(0)
-ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
-CSRC = ROOT / "csrc"
+CSRC = atrous.sources()  # the kernel sources: csrc/ of a checkout, or the copy an installed package ships
 KERNELS = CSRC / "cuda" / "depthwise_kernels.cu"
 assert KERNELS.exists(), f"expected the CUDA sources under {CSRC / 'cuda'}"
 _C = _extension.load()

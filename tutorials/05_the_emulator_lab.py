@@ -60,10 +60,9 @@ from csrc_source import show  # prints a function of csrc/ (tutorials/csrc_sourc
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
-ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
-CSRC = ROOT / "csrc"
+CSRC = atrous.sources()  # the kernel sources: csrc/ of a checkout, or the copy an installed package ships
 KERNELS = CSRC / "cuda" / "depthwise_kernels.cu"
-STANDIN = ROOT / "tutorials" / "cuda_standin"  # cuda_fp16.h and cuda_bf16.h for a machine without CUDA
+STANDIN = Path("cuda_standin").resolve()  # cuda_fp16.h and cuda_bf16.h for a machine without CUDA
 assert KERNELS.exists(), f"expected the CUDA sources under {CSRC / 'cuda'}"
 _C = _extension.load()
 
@@ -587,17 +586,17 @@ ladder_fig if gpu_rows else None
 # **Convention.** On a machine with a GPU, run
 #
 # ```bash
-# scripts/gpu_check.sh tutorials/assets/05_gpu_results
+# scripts/gpu_check.sh gpu-out
 # ```
 #
-# and commit what it writes there that is small and useful: `summary.txt`, `info.txt`,
-# `bench/bench.json` (the quick CUDA benchmark) and `ladder/*.json` (the depthwise ladder at
-# batch 8), with their `.png` charts. This cell reads whatever of that it finds: the benchmark
+# It copies what is small and useful to `tutorials/assets/gpu_check/`, to be committed:
+# `summary.txt` (the sanitizer, the CUDA tests), `machine.txt` and the quick CUDA benchmark
+# (`bench.json`, `bench.md`). This cell reads whatever of that it finds: the benchmark
 # reports (schema `atrous-bench/1`) of a CUDA device, printed with the benchmark's own
 # formatter. Files from a CPU run are ignored. When nothing has been recorded, it says so.
 
 # %%
-RESULTS = ROOT / "tutorials" / "assets" / "05_gpu_results"
+RESULTS = Path("assets") / "gpu_check"  # where scripts/gpu_check.sh copies its results
 
 
 def recorded_gpu_reports(folder: Path) -> list[tuple[Path, dict]]:
@@ -615,7 +614,7 @@ def recorded_gpu_reports(folder: Path) -> list[tuple[Path, dict]]:
 
 
 def shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return str(path)
 
 
 def show_recorded(folder: Path) -> list[tuple[Path, dict]]:
@@ -681,7 +680,7 @@ for r in gpu_rows:  # only with a GPU here: what the measured times reach of tha
 #   or the previous block's tile): the emulator makes a race deterministic.
 # - **Determinism.** No float atomics: fixed chunks, a fixed shared-memory tree and an in-order
 #   second pass, reproduced here bit for bit in Python.
-# - **On a GPU**, 5.5 times the ladder live; `tutorials/assets/05_gpu_results/` holds recorded
+# - **On a GPU**, 5.5 times the ladder live; `tutorials/assets/gpu_check/` holds recorded
 #   runs (`scripts/gpu_check.sh`), if any. The H200 roofline estimates: about 10.6 us (middle
 #   flow), 29.8 us (ASPP, per rate), 67.5 us (decoder) at batch 8.
 #

@@ -49,7 +49,7 @@ from atrous.bench import median_ms  # the harness's timer: warm-up, then the med
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 REPEATS = 3 if SMALL else 10
-CSRC = Path(atrous.__file__).resolve().parent.parent / "csrc"
+CSRC = atrous.sources()
 assert (CSRC / "cpu" / "gemm.cpp").exists(), f"expected the C++ sources under {CSRC}"
 
 # %% [markdown]

@@ -50,7 +50,6 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-import atrous
 import atrous.models as M
 from atrous import viz
 from atrous.data import ContextShapes
@@ -81,7 +80,6 @@ from atrous.training.report import plot_predictions
 
 torch.manual_seed(0)
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
-ROOT = Path(atrous.__file__).resolve().parent.parent  # the repository (an editable install)
 OUT = Path(tempfile.mkdtemp(prefix="atrous-tutorial08-"))  # checkpoints and tables, outside the repository
 print(f"{'small' if SMALL else 'full'} mode; training output in {OUT}")
 
@@ -584,7 +582,7 @@ fig
 # `experiment.json`, copied into `tutorials/assets/11_experiment.json`. We load and show them.
 
 # %%
-recorded = ROOT / "tutorials" / "assets" / "11_experiment.json"
+recorded = Path("assets") / "11_experiment.json"
 if recorded.is_file():
     saved = json.loads(recorded.read_text())
     assert {"config", "deep", "rows"} <= set(saved) and len(saved["rows"]) >= 2
