@@ -32,6 +32,22 @@
 # the backbone in 10.2 runs on a 65x65 image; without it, 513x513. Everything else uses the
 # feature-map sizes of a 513x513 image (33x33 at OS 16), which are cheap.
 
+# %% [markdown]
+# **Setup.** Where atrous is installed (the course environment, `make install`) the next cell does
+# nothing. On Colab or a fresh runtime it installs atrous first, from `ATROUS_PIP_SPEC` if set (the
+# git URL of the atrous repository, or a path: `%env ATROUS_PIP_SPEC=git+https://...`), else from
+# the checkout this notebook sits in. Compiling the kernels takes a few minutes.
+
+# %%
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("atrous") is None:  # Colab or a fresh runtime
+    spec = os.environ.get("ATROUS_PIP_SPEC", "..")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation", spec], check=True)
+
 # %%
 import os
 import warnings
