@@ -94,8 +94,8 @@ bench-same-isa: install
 # The three designs of "When does atrous convolution help?" (README): reach (5 seeds), transfer
 # (3 seeds), legacy (3 seeds); each rewrites its README table. Figures and JSON in experiment-out/.
 experiment: install
-	MPLBACKEND=Agg $(PY) -m atrous experiment --design reach --no-progress --out experiment-out --update-readme README.md
-	MPLBACKEND=Agg $(PY) -m atrous experiment --design transfer --no-progress --out experiment-out --update-readme README.md
+	MPLBACKEND=Agg $(PY) -m atrous experiment --design reach --workers 2 --no-progress --out experiment-out --update-readme README.md
+	MPLBACKEND=Agg $(PY) -m atrous experiment --design transfer --workers 2 --no-progress --out experiment-out --update-readme README.md
 	MPLBACKEND=Agg $(PY) -m atrous experiment --design legacy --seeds 0,1,2 --no-progress --out experiment-out/legacy \
 		--update-readme README.md
 

@@ -30,7 +30,7 @@ from ..metrics import ConfusionMatrix
 from ..models import set_output_stride, undilate
 from ..training import TrainConfig, train
 from .scoring import boundary_band
-from .stats import paired, summary
+from .stats import paired, sign_test, summary, t_sf
 
 __all__ = ["EVALUATIONS", "TRANSFER_PREDICTIONS", "TransferConfig", "format_transfer", "run_transfer",
            "score_model"]
@@ -158,13 +158,7 @@ def _run(cfg: TransferConfig, out: Path, progress: bool) -> dict:
     for found in per_seed:
         for name, scores in found.items():
             runs.setdefault(name, []).append(scores)
-    predictions = []
-    for key, text, b, metric, kind, margin in TRANSFER_PREDICTIONS:
-        p = paired([100 * r[metric] for r in runs[EVALUATIONS[0]]], [100 * r[metric] for r in runs[b]])
-        held = {"at_least": p.mean >= margin, "at_most": p.mean <= margin,
-                "greater": p.mean > margin and all(d > 0 for d in p.differences)}[kind]
-        predictions.append({"key": key, "prediction": text, "b": b, "metric": metric, "kind": kind,
-                            "margin": margin, **p.as_dict(), "verdict": "held" if held else "failed"})
+    predictions = transfer_verdicts(runs)
     results = {"design": "transfer", "config": asdict(cfg), "runs": runs, "predictions": predictions,
                "seconds": time.perf_counter() - start, "load_average": [load_before, os.getloadavg()[0]],
                "cpus": os.cpu_count()}
@@ -174,6 +168,23 @@ def _run(cfg: TransferConfig, out: Path, progress: bool) -> dict:
     print(format_transfer(results))
     print(f"wrote {out / 'transfer.json'}, transfer.md, transfer.png ({results['seconds'] / 60:.1f} min)")
     return results
+
+
+def transfer_verdicts(runs: dict[str, list[dict]]) -> list[dict]:
+    """Each of :data:`TRANSFER_PREDICTIONS` with the paired per-seed differences (evaluation minus OS 32,
+    in points), one-sided p-values in the predicted direction (a fall for "at_most") and the verdict."""
+    out = []
+    for key, text, b, metric, kind, margin in TRANSFER_PREDICTIONS:
+        p = paired([100 * r[metric] for r in runs[EVALUATIONS[0]]], [100 * r[metric] for r in runs[b]])
+        sign_p, t_p = p.sign_p, p.t_p
+        if kind == "at_most":  # the prediction is a fall: test b < a
+            sign_p = sign_test([-d for d in p.differences])
+            t_p = t_sf(-p.t, len(p.differences) - 1) if p.t == p.t else p.t_p
+        held = {"at_least": p.mean >= margin, "at_most": p.mean <= margin,
+                "greater": p.mean > margin and all(d > 0 for d in p.differences)}[kind]
+        out.append({"key": key, "prediction": text, "b": b, "metric": metric, "kind": kind, "margin": margin,
+                    **p.as_dict(), "sign_p": sign_p, "t_p": t_p, "verdict": "held" if held else "failed"})
+    return out
 
 
 def format_transfer(results: dict) -> str:
@@ -225,7 +236,7 @@ def plot_transfer(results: dict, path: str | Path):
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("one set of weights trained at output stride 32, evaluated four ways")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.set_title(f"one set of weights per seed, trained at output stride 32, evaluated {len(names)} ways")
     fig.savefig(path, dpi=100)
     return fig
