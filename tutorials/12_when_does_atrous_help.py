@@ -337,3 +337,14 @@ assert sum(d > 0 for d in verdicts["P5"]["differences"]) == 4
 #    resolution at the price of compute and, here, less reliable training.
 # 4. **DeepLab's own reason is transfer** (12.2): filters trained at a coarse output stride run on a
 #    denser grid by the à trous rule, the same function sampled more densely.
+
+# %% [markdown]
+# ## Exercises
+# 1. **Predict, then run.** Two schedules of four 3x3 layers: rates $(1, 2, 4, 8)$ and
+#    $(2, 4, 8, 16)$. Which one leaves holes, and which offsets does it miss? Predict with the HDC
+#    criterion, then enumerate the offsets with `reachable_offsets`.
+# 2. **Design.** The reach design's objects need context up to 20 px from the rim. Choose four rates
+#    for 3x3 layers that reach at least 40 px on each side and sample every offset in between
+#    (no gridding), and check your schedule with `reachable_offsets` and `hdc_max_distance`.
+#
+# Solutions: `tutorials/solutions/12_when_does_atrous_help.py`.
