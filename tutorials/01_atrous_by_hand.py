@@ -97,6 +97,13 @@ assert [k_eff(3, d) for d in (1, 2, 3, 6)] == [3, 5, 7, 13]
 assert k_eff(1, 12) == 1  # a 1x1 kernel has no holes to widen
 
 # %% [markdown]
+# The same three rates over a real image: the taps of one output on a 33x33 patch of a photo. At
+# rate 1 they cover a 3x3 speck; at rate 4 the same nine weights span 9x9 pixels.
+
+# %%
+viz.plot_rates_on_photo(rates=(1, 2, 4))
+
+# %% [markdown]
 # ## 1.2 The output size
 #
 # Sliding the extent $k_{\text{eff}}$ over the padded input of $H + 2p$ pixels with stride $s$

@@ -130,7 +130,22 @@ assert list(found.values()) == [(13, 1), (43, 8), (63, 1), (347, 16), (715, 16),
 # vector pooled over the whole map. From the first such block on, every output depends on every
 # input pixel, and no $(r, j, \text{start})$ describes the map. The table marks such rows with `*`;
 # their clipped RF (next section) still exists.
-#
+
+# %% [markdown]
+# **The receptive field as a tower** (one axis, three 3x3 layers): walk down from one output and
+# mark every position that reaches it. Plain layers grow by 2 per layer (7 positions); a stride
+# in the first layer spaces the later layers' taps by 2 (11); rates 1, 2, 4 reach 15 positions
+# with no hole; one rate repeated (2, 2, 2) reaches as far as 6 but only the even positions: the
+# holes of the gridding artifact (notebook 9).
+
+# %%
+towers = {name: sorted(viz.tower_reach(layers)[0]) for name, layers in viz.DEFAULT_TOWERS.items()}
+assert towers["plain"] == list(range(-3, 4)) and towers["strided"] == list(range(-5, 6))
+assert towers["atrous (1, 2, 4)"] == list(range(-7, 8))
+assert towers["equal rates (2, 2, 2)"] == list(range(-6, 7, 2))  # every odd offset is a hole
+viz.plot_rf_tower()
+
+# %% [markdown]
 # ## 2.2 Measured equals theory, clipped to the image
 #
 # The theory is *unclipped*: it describes a network on an endless image. At a border part of the

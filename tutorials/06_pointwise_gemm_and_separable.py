@@ -376,6 +376,16 @@ for (ci, co, size, s, p, d, act) in [(8, 5, 9, 1, 2, 2, "relu"), (16, 12, 17, 2,
     torch.testing.assert_close(two_ops, want)
 
 # %% [markdown]
+# The same two steps on real tensors: each input channel convolved with its own dilated 3x3 filter
+# (rate 2), then a 1x1 convolution mixing the channels (the picture's function checks its result
+# against the two chained `F.conv2d` calls).
+
+# %%
+from atrous import viz
+
+viz.plot_separable_conv(rate=2)
+
+# %% [markdown]
 # ## 6.5 Fusion: the intermediate never leaves the cache
 #
 # Unfused, the depthwise output ($N \times C \times H_o \times W_o$) is written to memory and

@@ -322,6 +322,14 @@ assert len(reached_offsets((2, 4, 8))) == 15 < 2 * 14 + 1  # 15 of the 29 offset
 assert reached_offsets((1, 2, 4, 8)) == set(range(-15, 16))  # a rate-1 conv first: no holes
 
 # %% [markdown]
+# The holes show in the outputs too, not only in the footprint: stack 3x3 convolutions with all
+# weights 1 and feed them a single bright pixel. With one rate repeated, most of the output is
+# exactly zero in a checkerboard; with a hybrid schedule every position is reached.
+
+# %%
+viz.plot_gridding_outputs()
+
+# %% [markdown]
 # ## 9.6 RF growth with depth
 #
 # `viz.plot_rf_growth` plots the RF and the jump of every layer on the path to the output. At the

@@ -111,6 +111,13 @@ for os_, model in models.items():
     assert [rate * os_ for rate in branch_rates(model.aspp)] == [96, 192, 288]
 
 # %% [markdown]
+# The whole module at a glance, drawn from the small DeepLabV3+ itself (forward hooks record the
+# shape on every arrow, so the picture cannot drift from the code).
+
+# %%
+viz.plot_aspp_diagram(M.deeplabv3plus_small(num_classes=4).eval(), input_size=129)
+
+# %% [markdown]
 # ## 10.2 Multi-scale context
 #
 # On the feature map, a 3x3 branch with rate $r$ has RF $2r + 1$: 13, 25 and 37 feature pixels

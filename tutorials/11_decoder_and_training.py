@@ -212,6 +212,13 @@ assert paper_params["decoder"] == decoder_params(256, 21) == 168_325
 assert paper_params["decoder"] < 0.005 * sum(paper_params.values())  # under 0.5% of the model
 
 # %% [markdown]
+# The encoder-decoder as a diagram, drawn from the model by forward hooks: the tensor shape on
+# every arrow is what the small DeepLabV3+ produces for a 129x129 input.
+
+# %%
+viz.plot_deeplab_diagram(M.deeplabv3plus_small(num_classes=4).eval(), input_size=129)
+
+# %% [markdown]
 # ## 11.2 The synthetic dataset: ContextShapes
 #
 # `atrous.data.ContextShapes` draws up to five squares, circles and triangles per image. All
