@@ -207,11 +207,14 @@ assert report.output.rf[0].size == 13
 
 # %%
 assert int(measured.mask.sum()) == 9
-fig, ax = plt.subplots(figsize=(3.5, 3.5))
+fig, ax = plt.subplots(figsize=(5, 5))
 ax.imshow(measured.mask, cmap="Greys")
 ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
-                           ec="tab:red"))
-ax.set_title("central output: 9 taps, RF 13x13")
+                           ec="#D55E00", lw=2, label="receptive field, 13x13"))
+ax.set_xlabel("input x (pixels)")
+ax.set_ylabel("input y (pixels)")
+ax.legend(loc="upper right", fontsize=8)
+ax.set_title("central output: 9 taps (black) with a non-zero gradient")
 plt.close(fig)  # shown once, as the cell's value
 fig
 

@@ -94,7 +94,7 @@ def constant(relpath: str, name: str) -> int:
 #   them in as few 32-byte *sectors* as the addresses span: 4 sectors for 32 floats. That is a
 #   *coalesced* load. 32 scattered addresses cost 32 sectors for the same useful bytes.
 # - **Shared memory.** The threads of one block share a small on-chip memory (a block gets up to
-#   48 KB by default). They fill it cooperatively, wait at a barrier, `__syncthreads()`, and then
+#   48 KiB by default). They fill it cooperatively, wait at a barrier, `__syncthreads()`, and then
 #   read each other's data at a fraction of global memory's cost.
 # - **Blocks are independent.** Blocks cannot wait for each other within a launch, so anything
 #   that sums across blocks (a weight gradient) needs either atomics or a second pass.
@@ -269,7 +269,7 @@ for d in (1, 6, 12, 18):
     assert (rows_in, cols_in) == (extent_brute_force(17, 3, 1, d), extent_brute_force(33, 3, 1, d))
     assert ix("halo_extent", 3, d) == 2 * d == rows_in - 17
     print(f"d={d:2d}: a 17x33 output tile stages {rows_in}x{cols_in} = {rows_in * cols_in:5d} elements "
-          f"({4 * rows_in * cols_in / 1024:4.1f} KB in float32) for {17 * 33} outputs")
+          f"({4 * rows_in * cols_in / 1024:4.1f} KiB in float32) for {17 * 33} outputs")
 staged = [ix("input_tile_extent", 17, 3, 1, d) * ix("input_tile_extent", 33, 3, 1, d) for d in (1, 6, 12, 18)]
 assert staged == [19 * 35, 29 * 45, 41 * 57, 53 * 69]
 
@@ -320,8 +320,8 @@ plot_tiles()
 # ## 4.4 The shared-memory budget, the tile plan and the fallback
 #
 # The staged tile must fit in shared memory, and a large dilation makes it large: at rate 18
-# the 17 x 33 tile above needs 53 x 69 floats. The kernel's budget is 40 KB per block (under the
-# 48 KB a block may use without opting in), less the weights. `plan_depthwise_tiles` picks the
+# the 17 x 33 tile above needs 53 x 69 floats. The kernel's budget is 40 KiB per block (under the
+# 48 KiB a block may use without opting in), less the weights. `plan_depthwise_tiles` picks the
 # tile: it starts from the largest tile, at most 32 x 64 outputs, **balanced** (`balanced_tiles`:
 # 33 rows become two tiles of 17, not 32 + 1), and halves it, rows first down to one row, then
 # columns while wider than 8, until the input tile fits. If even that does not fit, the plan
@@ -364,15 +364,15 @@ for where, size, d in DEEPLAB:
         pl = plans[where, dtype] = plan(size, size, d=d, acc_bytes=acc)
         tile, in_tile = "{}x{}".format(*pl["tile"]), "{}x{}".format(*pl["in"])
         print(f"{where:20s} {size:4d} {d:3d} {dtype:7s} {tile:>7s} {pl['tiles']:5d} "
-              f"{in_tile:>10s} {pl['smem'] / 1024:6.1f}KB {pl['threads']:7d} "
+              f"{in_tile:>10s} {pl['smem'] / 1024:6.1f}KiB {pl['threads']:7d} "
               f"{pl['per_thread']:7d}  {'tiled' if pl['fits'] else 'naive (fallback)'}")
 
 # %% [markdown]
 # What the table says, asserted:
 # - At output stride 16 every layer is a 33x33 plane: two tiles of 17 x 33 per plane at any
-#   rate up to 18; only the input tile grows, from 19 x 35 to 53 x 69 (14.3 KB).
+#   rate up to 18; only the input tile grows, from 19 x 35 to 53 x 69 (14.3 KiB).
 # - The decoder's 129x129 plane is cut into 5 x 3 tiles of 26 x 43; 256 threads, 5 outputs each.
-# - OS8's rate 36 in float32 needs 94 x 105 floats, 38.6 KB: just under the budget. In float64
+# - OS8's rate 36 in float32 needs 94 x 105 floats, 38.6 KiB: just under the budget. In float64
 #   (twice the bytes) no tile fits, even shrunk to one row, and the kernel runs `naive`.
 
 # %%
@@ -416,7 +416,7 @@ assert thresholds[33, "float32"] == (39, 50) and thresholds[65, "float64"][1] ==
 
 # %% [markdown]
 # The same story as a picture: the shared memory a block uses as the dilation grows, for the
-# three plane sizes, against the 40 KB budget. Each drop is the plan halving its tile; the line
+# three plane sizes, against the 40 KiB budget. Each drop is the plan halving its tile; the line
 # ends where the kernel falls back to `naive`.
 
 # %%
@@ -425,17 +425,18 @@ def plot_budget(sizes=(33, 65, 129), max_d=60):
     for size, color in zip(sizes, ("tab:blue", "tab:orange", "tab:green")):
         ds = list(range(1, max_d + 1))
         ps = [plan(size, size, d=d) for d in ds]
+        # the plan changes in steps (it halves the tile), so draw steps, not slopes
         ax.plot(ds, [p["smem"] / 1024 if p["fits"] else float("nan") for p in ps], color=color,
-                label=f"{size}x{size}")
+                label=f"{size}x{size}", drawstyle="steps-post")
         ax2.plot(ds, [p["tile"][0] * p["tile"][1] if p["fits"] else float("nan") for p in ps], color=color,
-                 label=f"{size}x{size}")
+                 label=f"{size}x{size}", drawstyle="steps-post")
         fallback = next((d for d, p in zip(ds, ps) if not p["fits"]), None)
         if fallback:
             ax.axvline(fallback, color=color, ls=":", lw=1)
     ax.axhline(SMEM_BYTES / 1024, color="k", lw=1, ls="--")
-    ax.text(1, SMEM_BYTES / 1024 + 0.5, "budget: 40 KB per block", fontsize=8)
+    ax.text(1, SMEM_BYTES / 1024 + 0.5, "budget: 40 KiB per block", fontsize=8)
     ax.set_xlabel("dilation d (3x3 kernel, float32, 'same' padding)")
-    ax.set_ylabel("shared memory per block, KB")
+    ax.set_ylabel("shared memory per block, KiB")
     ax.set_title("Staged tile + weights; dotted: falls back to naive", fontsize=9)
     ax2.set_yscale("log")
     ax2.set_xlabel("dilation d")
@@ -584,7 +585,7 @@ assert plan(256, 256)["threads"] == 256 and plan(256, 256)["per_thread"] == 8
 #   $d(k-1)$ beyond its own footprint. The block stages it once in shared memory, zeros in the
 #   padding, then every tap is a constant offset: no bounds checks. The helpers that compute it
 #   (`conv_index.h`) are the kernel's own, checked here against the formula and brute force.
-# - **The budget.** 40 KB per block. DeepLab's 33x33 layers use two 17 x 33 tiles per plane at
+# - **The budget.** 40 KiB per block. DeepLab's 33x33 layers use two 17 x 33 tiles per plane at
 #   every rate up to 18 (input tiles 19 x 35 to 53 x 69), the decoder 26 x 43 tiles. Tiles
 #   shrink, rows first, from $d \approx 34$-$39$ in float32 ($19$-$24$ in float64), and the
 #   kernel falls back to `naive` near $d = 50$ (float32) or $35$ (float64), where a 'same' 3x3
