@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import atrous.models as M
+from atrous.experiment.equivalence import randomize_batchnorm, relative_difference
 from atrous.nn import set_impl
 
 pytestmark = pytest.mark.filterwarnings("ignore::atrous.models.aspp.AtrousRateWarning")
@@ -18,19 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::atrous.models.aspp.AtrousRateWa
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Non-trivial BatchNorm statistics and affine parameters, float64, eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-    return model.double().eval()
+    return randomize_batchnorm(model, seed).double().eval()
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
+_relative = relative_difference
 
 
 def _features(model, x, output_stride):
