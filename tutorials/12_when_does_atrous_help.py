@@ -58,6 +58,7 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import atrous.models as M
+from atrous import viz
 from atrous.experiment import reach, transfer
 from atrous.experiment.equivalence import equivalence_report, randomize_batchnorm, relative_difference
 from atrous.experiment.reach_data import ReachShapes
@@ -68,6 +69,7 @@ from atrous.receptive_field.arithmetic import hdc_max_distance, reachable_offset
 SMALL = os.environ.get("ATROUS_TUTORIAL_SMALL") == "1"
 ASSETS = Path("assets")
 torch.set_num_threads(1)  # on a shared CPU one thread is faster (see atrous.experiment.reach.ReachConfig)
+viz.enable_figure_display()  # the Figures below are built without pyplot: show them as pictures
 
 # %% [markdown]
 # ## 12.1 The à trous equivalence
