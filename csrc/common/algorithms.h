@@ -42,11 +42,14 @@ inline constexpr std::array<LadderRung, 2> kPointwiseAlgorithms = {{
     {"blocked", "csrc/cpu/gemm.cpp"},
 }};
 
-inline constexpr std::array<LadderRung, 2> kDenseAlgorithms = {{
+inline constexpr std::array<LadderRung, 3> kDenseAlgorithms = {{
     // v0: direct convolution loops, a bounds check per tap
     {"naive", "csrc/cpu/atrous_conv2d.cpp"},
     // v1: dilated im2col (conv_gemm.h) + the blocked GEMM (gemm.cpp)
     {"im2col", "csrc/cpu/conv_gemm.h"},
+    // v2: implicit GEMM: the dilated taps gathered while packing the GEMM's B panels, no im2col
+    // buffer (NCHW; channels_last runs im2col)
+    {"implicit", "csrc/cpu/gemm.cpp"},
 }};
 
 // ---- CUDA (csrc/cuda/) -------------------------------------------------------------------------

@@ -30,6 +30,14 @@ bool use_naive(const char* op, c10::string_view algo) {
   return parse_algorithm(op, std::string_view(algo.data(), algo.size()), kDenseAlgorithms) == 0;
 }
 
+// The forward rung: "implicit" (the default) where the output is NCHW and im2col is not the
+// identity; "im2col" otherwise or when asked for.
+bool use_implicit(const char* op, c10::string_view algo, const ConvGeometry& g, const at::Tensor& out) {
+  const int index = parse_algorithm(op, std::string_view(algo.data(), algo.size()), kDenseAlgorithms);
+  return index != 1 && out.is_contiguous() && g.in_channels > 0 &&
+         !(g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0);
+}
+
 // v0: the definition, y[n, o, oh, ow] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, ih, iw]
 // with ih = oh*sh - ph + i*dh, iw = ow*sw - pw + j*dw, taps outside the image skipped.
 namespace naive {
@@ -133,6 +141,14 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
     // The bias starts the GEMM's sums (one per output channel, a row of C): no pass of its own.
     const Epilogue<scalar_t> epilogue{has_bias ? b.const_data_ptr<scalar_t>() : nullptr, nullptr, false};
+    if (use_implicit(kForward, algo, g, out)) {
+      for (int64_t n = 0; n < g.batch; ++n) {
+        conv_gemm<scalar_t>(x.const_data_ptr<scalar_t>() + n * g.in_channels * g.in_h * g.in_w,
+                            w.const_data_ptr<scalar_t>(),
+                            out.mutable_data_ptr<scalar_t>() + n * g.out_channels * g.out_h * g.out_w, g, epilogue);
+      }
+      return;
+    }
     std::vector<scalar_t> col(col_size(g));
     const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), k, 1};
     for (int64_t n = 0; n < g.batch; ++n) {

@@ -150,16 +150,47 @@ void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, c
   });
 }
 
-// Packs the B block (pc:pc+kc, jc:jc+nc) into NR-column panels at bp.
-template <typename T>
-void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* bp) {
+// Packs the B block (pc:pc+kc, jc:jc+nc) into NR-column panels at bp; pack_panel(col0, nr, dst)
+// packs one panel (B rows pc:pc+kc, columns col0:col0+nr, zero-padded to NR).
+template <typename T, typename PackPanel>
+void pack_b_panels(int64_t kc, int64_t jc, int64_t nc, T* bp, const PackPanel& pack_panel) {
   constexpr int NR = Blocking<T>::NR;
   const int64_t n_panels = (nc + NR - 1) / NR;
   parallel_for(0, n_panels, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      pack_b_panel<T, NR>(B, pc, kc, jc + p * NR, std::min<int64_t>(NR, nc - p * NR), bp + p * kc * NR);
-    }
+    for (int64_t p = begin; p < end; ++p) pack_panel(jc + p * NR, std::min<int64_t>(NR, nc - p * NR), bp + p * kc * NR);
   });
+}
+
+template <typename T>
+void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* bp) {
+  pack_b_panels<T>(kc, jc, nc, bp, [&](int64_t col0, int64_t nr, T* dst) {
+    pack_b_panel<T, Blocking<T>::NR>(B, pc, kc, col0, nr, dst);
+  });
+}
+
+// Implicit GEMM ("implicit" rung of the dense convolution): one panel of im2col(x), rows
+// k0:k0+kc = taps (c, i, j), columns col0:col0+nr = output pixels, gathered from the NCHW image
+// straight into the packed layout; taps in the padding read 0. No im2col buffer is written.
+template <typename T, int NR>
+void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, int64_t k0, int64_t kc, int64_t col0, int64_t nr,
+                     T* __restrict dst) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const int64_t oh0 = col0 / g.out_w, ow0 = col0 % g.out_w;
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t r = k0 + k, c = r / taps, i = (r % taps) / g.kernel_w, j = r % g.kernel_w;
+    const T* plane = x + c * g.in_h * g.in_w;
+    T* d = dst + k * NR;
+    int64_t oh = oh0, ow = ow0;
+    for (int64_t q = 0; q < nr; ++q) {
+      const int64_t ih = oh * g.stride_h - g.pad_h + i * g.dil_h, iw = ow * g.stride_w - g.pad_w + j * g.dil_w;
+      // One unsigned compare per axis: negative coordinates wrap to large values.
+      const bool inside = static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
+                          static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w);
+      d[q] = inside ? plane[ih * g.in_w + iw] : T(0);
+      if (++ow == g.out_w) ow = 0, ++oh;
+    }
+    for (int64_t q = nr; q < NR; ++q) d[q] = T(0);
+  }
 }
 
 }  // namespace
@@ -236,6 +267,30 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
   }
 }
 
+template <typename T>
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue) {
+  using Bk = Blocking<T>;
+  constexpr int NR = Bk::NR;
+  const int64_t M = g.out_channels, N = g.out_h * g.out_w, K = g.in_channels * g.kernel_h * g.kernel_w;
+  if (M == 0 || N == 0 || K == 0) return;  // the caller handles K == 0 (no input channels)
+  const MatrixView<T> A{w, K, 1};          // (C_out x C*kh*kw)
+  const MutableMatrixView<T> C{y, N, 1};   // (C_out x Ho*Wo)
+  thread_local ScratchBuffer<T> b_buffer;  // every panel packed in full before it is read
+  T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
+  for (int64_t jc = 0; jc < N; jc += Bk::NC) {
+    const int64_t nc = std::min(Bk::NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
+      const int64_t kc = std::min(Bk::KC, K - pc);
+      pack_b_panels<T>(kc, jc, nc, b_packed, [&](int64_t col0, int64_t nr, T* dst) {
+        pack_conv_panel<T, NR>(x, g, pc, kc, col0, nr, dst);
+      });
+      multiply_block(M, A, pc, kc, b_packed, jc, nc, C, pc > 0, epilogue, pc == 0, pc + kc == K);
+    }
+  }
+}
+
+template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, Epilogue<float>);
+template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, Epilogue<double>);
 template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixView<float>,
                           MutableMatrixView<float>, bool, Epilogue<float>);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common/conv_index.h"
+
 namespace atrous::cpu {
 
 // A matrix seen through strides: element (i, j) is data[i * row_stride + j * col_stride].
@@ -52,6 +54,12 @@ struct PackedB {
   std::vector<T> data;
   std::vector<int64_t> offsets;  // start of each (column block, depth block) in data
 };
+
+// Dense convolution of one NCHW-contiguous image x (C, H, W) by implicit GEMM: y (C_out x Ho*Wo,
+// NCHW) = w (C_out x C*kh*kw) @ im2col(x), plus the epilogue, with the dilated taps gathered
+// while B is packed (no im2col buffer). Needs C > 0.
+template <typename T>
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue);
 
 // Packs B (K x N) with the kernels of the active instruction set.
 template <typename T>

@@ -121,7 +121,8 @@ void check_gemm(const char* isa, Gemm gemm, std::mt19937& rng) {
   const Case cases[] = {{1, 1, 1, false, false, false, 0, false},   {7, 13, 5, false, false, false, 1, true},
                         {33, 65, 17, true, false, true, 2, false},  {96, 130, 400, false, false, false, 1, false},
                         {50, 37, 777, true, true, false, 2, true},  {129, 31, 64, false, true, true, 1, true},
-                        {19, 23, 0, false, false, false, 2, true},  {64, 48, 513, false, true, false, 0, false}};
+                        {19, 23, 0, false, false, false, 2, true},  {64, 48, 513, false, true, false, 0, false},
+                        {20, 600, 30, false, false, false, 2, false}};  // several column groups
   for (const Case& c : cases) {
     const auto a = random_vector<T>(c.m * c.k, rng), b = random_vector<T>(c.k * c.n, rng);
     const auto row_bias = random_vector<T>(c.m, rng), col_bias = random_vector<T>(c.n, rng);
@@ -147,12 +148,50 @@ void check_gemm(const char* isa, Gemm gemm, std::mt19937& rng) {
   }
 }
 
+// Dense convolution by implicit GEMM (conv_gemm) against the definition, with a bias epilogue.
+template <typename T, typename ConvGemm>
+void check_dense(const char* isa, ConvGemm conv_gemm, std::mt19937& rng) {
+  struct Case { int64_t c, co, h, w, k, s, p, d; };
+  const Case cases[] = {{3, 5, 9, 11, 3, 1, 1, 1}, {8, 17, 13, 17, 3, 1, 2, 2}, {16, 40, 33, 33, 3, 1, 6, 6},
+                        {5, 7, 17, 19, 3, 2, 2, 2}, {4, 9, 12, 10, 3, 1, 18, 18}, {6, 33, 9, 9, 5, 2, 4, 2}};
+  for (const Case& c : cases) {
+    ConvGeometry g = geometry(1, c.c, 1, c.h, c.w, c.k, c.s, c.p, c.d);
+    g.out_channels = c.co;
+    const auto x = random_vector<T>(c.c * c.h * c.w, rng);
+    const auto w = random_vector<T>(c.co * c.c * c.k * c.k, rng);
+    const auto b = random_vector<T>(c.co, rng);
+    std::vector<double> want(c.co * g.out_h * g.out_w);
+    for (int64_t o = 0; o < c.co; ++o)
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          double sum = b[o];
+          for (int64_t ci = 0; ci < c.c; ++ci)
+            for (int64_t i = 0; i < c.k; ++i)
+              for (int64_t j = 0; j < c.k; ++j) {
+                const int64_t ih = oh * c.s - c.p + i * c.d, iw = ow * c.s - c.p + j * c.d;
+                if (ih < 0 || ih >= c.h || iw < 0 || iw >= c.w) continue;
+                sum += double(w[((o * c.c + ci) * c.k + i) * c.k + j]) * x[(ci * c.h + ih) * c.w + iw];
+              }
+          want[(o * g.out_h + oh) * g.out_w + ow] = sum;
+        }
+    std::vector<T> y(want.size());
+    conv_gemm(x.data(), w.data(), y.data(), g, atrous::cpu::Epilogue<T>{b.data(), nullptr, false});
+    char what[120];
+    std::snprintf(what, sizeof(what), "%s implicit-GEMM conv %s C=%ld->%ld %ldx%ld k=%ld s=%ld d=%ld", isa,
+                  sizeof(T) == 4 ? "float" : "double", long(c.c), long(c.co), long(c.h), long(c.w), long(c.k),
+                  long(c.s), long(c.d));
+    expect_close(y, want, what);
+  }
+}
+
 // Every kernel core of one instruction set's namespace NS.
 #define ATROUS_CHECK_ISA(NS)                                                                       \
   do {                                                                                             \
     namespace dw = atrous::cpu::NS::depthwise;                                                     \
     check_gemm<float>(#NS, atrous::cpu::NS::gemm<float>, rng);                                     \
     check_gemm<double>(#NS, atrous::cpu::NS::gemm<double>, rng);                                   \
+    check_dense<float>(#NS, atrous::cpu::NS::conv_gemm<float>, rng);                               \
+    check_dense<double>(#NS, atrous::cpu::NS::conv_gemm<double>, rng);                             \
     check_depthwise<float>(#NS, "rows", false, dw::rows::forward<float>, rng);                     \
     check_depthwise<float>(#NS, "stencil", false, dw::stencil::forward<float>, rng);               \
     check_depthwise<double>(#NS, "stencil", false, dw::stencil::forward<double>, rng);             \

@@ -33,8 +33,8 @@ def arm64_driver(tmp_path_factory):
 
     def compile_one(name):
         obj = out / f"{name}.o"
-        subprocess.run([CXX, "-std=c++20", "-O2", "-DATROUS_STANDALONE", "-c", str(SOURCES[name]), "-o", str(obj)],
-                       check=True, capture_output=True, text=True, timeout=900)
+        command = [CXX, "-std=c++20", "-O2", "-DATROUS_STANDALONE", "-c", str(SOURCES[name]), "-o", str(obj)]
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
         return obj
 
     with ThreadPoolExecutor(3) as pool:
@@ -45,8 +45,8 @@ def arm64_driver(tmp_path_factory):
 
 
 def test_neon_and_generic_kernels_match_plain_loops_under_qemu(arm64_driver):
-    result = subprocess.run([QEMU, "-L", SYSROOT, str(arm64_driver / "driver")], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([QEMU, "-L", SYSROOT, str(arm64_driver / "driver")], capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("ok: ") and last.endswith(", 0 failures"), result.stdout
