@@ -69,7 +69,7 @@ __device__ __forceinline__ void stage_panel(T* panel, bool vector, bool k_fast, 
   for (int e = tid; e < BM * BK; e += kMmaThreads) {
     const int r = k_fast ? e / BK : e % BM, kk = k_fast ? e % BK : e / BM;
     const bool inside = r0 + r < rows && k0 + kk < K;
-    panel[r * kRow<T> + kk] = inside ? *at(r0 + r, k0 + kk) : T(0.0f);
+    panel[r * kRow<T> + kk] = inside ? *at(r0 + r, k0 + kk) : from_acc<T>(acc_t<T>(0));
   }
 }
 
