@@ -173,7 +173,7 @@ def test_portable_wheel_runs_the_avx2_and_generic_paths(extension_venv, tmp_path
     """The runtime dispatch: ATROUS_CPU_ISA selects the AVX2 or the baseline kernels of the same wheel."""
     for isa in ("avx2", "generic"):
         check = f"import atrous.buildinfo as b\nassert b.cpu_isa()['active'] == {isa!r}, b.cpu_isa()\n"
-        code = CHECK_KERNELS + "\n" + check
+        code = textwrap.dedent(CHECK_KERNELS) + check  # dedented first: the check is not indented
         assert "forward ok" in _python(extension_venv, code, tmp_path, ATROUS_CPU_ISA=isa)
 
 
