@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import atrous
+import atrous.buildinfo
 import atrous.ops as ops
 from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 8)
 
@@ -216,34 +217,35 @@ assert Fraction(pw_flops, dw_flops + pw_flops) == Fraction(728, 9 + 728) > Fract
 
 # %%
 gemm_src = (CSRC / "cpu" / "gemm.cpp").read_text()
-MR, NV = map(int, re.search(r"MR = (\d+), NV = (\d+);", gemm_src).groups())
-KC, MC, NC = map(int, re.search(r"KC = (\d+), MC = (\d+), NC = (\d+)", gemm_src).groups())
 lines = gemm_src.splitlines()
 start = next(i for i, line in enumerate(lines) if re.search(r"void micro_kernel\(", line))
 start -= 1  # its template line
 end = next(i for i in range(start, len(lines)) if "if (mr == MR" in lines[i])  # the edge-tile code follows
-micro_kernel = "\n".join(lines[start:end])
-print(micro_kernel + "\n  ...")
-# Floats per vector: the micro-kernel's simd::kLanes<T[, bytes]>, by default simd.h's kBytes.
-vector_bytes = re.search(r"kLanes<T(?:, (\d+))?>", micro_kernel).group(1) or re.search(
-    r"inline constexpr int kBytes = (\d+);", (CSRC / "cpu" / "simd.h").read_text()).group(1)
-LANES = int(vector_bytes) // 4
-NR = NV * LANES
-print(f"M_R = {MR}, N_R = {NV} vectors = {NR} floats, K_C = {KC}, M_C = {MC}, N_C = {NC}")
-# The tile's sums are M_R x N_V vectors of `vector_bytes` bytes (a GCC vector type), plus N_V vectors
-# of B and one broadcast A value in the k loop. Whether they fit depends on the hardware registers:
-REGISTERS = {"AVX-512 (32 zmm of 64 B)": (64, 32), "AVX2 (16 ymm of 32 B)": (32, 16),
-             "NEON (32 q of 16 B)": (16, 32)}
-vectors = MR * NV + NV + 1
-fits = {}
-for isa, (reg_bytes, count) in REGISTERS.items():
-    needed = vectors * max(1, int(vector_bytes) // reg_bytes)  # a 64-byte vector takes 2 ymm or 4 q registers
-    fits[isa] = needed <= count
-    print(f"{isa}: the k loop needs {needed} registers of {count}: {'fits' if fits[isa] else 'spills'}")
-print(f"register tile: {MR * NV} vectors of {vector_bytes} B = {MR * NV * int(vector_bytes) // 16} NEON "
-      f"or {MR * NV * int(vector_bytes) // 32} ymm registers for the sums alone")
-assert list(fits.values()) == [True, False, False]  # only AVX-512 holds it; AVX2 and NEON spill
-assert MR * NV * int(vector_bytes) // 16 == 64 and MR * NV * int(vector_bytes) // 32 == 32  # 64 q, 32 ymm
+print("\n".join(lines[start:end]) + "\n  ...")
+
+# The same source is compiled once per instruction set (csrc/cpu/isa_*.cpp), each with its own
+# vector width and tile; the extension picks the best set this CPU runs when it loads.
+TILES = {}
+for isa in ("avx512", "avx2", "generic", "neon"):
+    defines = dict(re.findall(r"#define ATROUS_(\w+) (\d+)", (CSRC / "cpu" / f"isa_{isa}.cpp").read_text()))
+    TILES[isa] = {k: int(defines[k]) for k in ("ISA_VECTOR_BYTES", "GEMM_MR", "GEMM_NV", "GEMM_KC")}
+# The k loop holds M_R x N_V vectors of sums, N_V vectors of B and one broadcast value of A.
+REGISTERS = {"avx512": 32, "avx2": 16, "generic": 16, "neon": 32}  # zmm, ymm, xmm (SSE2), q
+for isa, t in TILES.items():
+    needed = t["GEMM_MR"] * t["GEMM_NV"] + t["GEMM_NV"] + 1
+    lanes = t["ISA_VECTOR_BYTES"] // 4
+    print(f"{isa:8s} M_R = {t['GEMM_MR']}, N_R = {t['GEMM_NV']} x {lanes} = {t['GEMM_NV'] * lanes} floats, "
+          f"K_C = {t['GEMM_KC']}: {needed} of {REGISTERS[isa]} vector registers")
+    assert needed <= REGISTERS[isa]  # every set's tile fits its register file: nothing spills
+# AVX-512's 8 x 2 tile (16 vectors of 64 B) would need 64 NEON or 32 ymm registers: hence one tile per set.
+assert TILES["avx512"]["GEMM_MR"] * TILES["avx512"]["GEMM_NV"] * 64 // 32 == 32 > REGISTERS["avx2"]
+
+ACTIVE = atrous.buildinfo.cpu_isa()["active"]  # the set this machine runs
+MR, NV, KC = (TILES[ACTIVE][k] for k in ("GEMM_MR", "GEMM_NV", "GEMM_KC"))
+NR = NV * TILES[ACTIVE]["ISA_VECTOR_BYTES"] // 4
+MC, NC = (96 + MR - 1) // MR * MR, 4096  # gemm.cpp: M_C whole tiles near 96 rows, N_C = 4096
+assert f"MC = (96 + MR - 1) / MR * MR, NC = {NC}" in gemm_src
+print(f"this machine runs {ACTIVE}: M_R = {MR}, N_R = {NR}, K_C = {KC}, M_C = {MC}, N_C = {NC}")
 
 # %% [markdown]
 # What that buys, counted per step of the $k$ loop, and the footprint of each block (float32):
