@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from atrous.cli import train as train_cli
+from atrous.data.palettes import CONTEXT_SHAPES_PALETTE
 from atrous.training import (
     PRESETS,
     ShardedBatchSampler,
@@ -66,7 +67,7 @@ def test_checkpoint_rebuilds_the_model_with_its_classes(tmp_path):
     assert state["model_spec"] == {"name": "deeplabv3plus_small", "num_classes": 4, "output_stride": 16,
                                    "dilated": False, "kwargs": {}}
     assert state["dataset"]["classes"] == ["background", "red", "green", "blue"]
-    assert state["dataset"]["palette"][1] == [230, 30, 30]
+    assert state["dataset"]["palette"] == CONTEXT_SHAPES_PALETTE.tolist()  # the colour-blind-safe classes
     assert all(m.dilation == (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     x = torch.randn(1, 3, 48, 48)
     # the same weights; the trained copy is channels_last, so other kernels round differently
