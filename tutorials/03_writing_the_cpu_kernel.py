@@ -59,6 +59,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import atrous
+import atrous.buildinfo
 import atrous.ops as ops
 from atrous.bench import median_ms  # the harness's timer: warm-up, then the median of timed runs (notebook 8)
 
@@ -308,8 +309,11 @@ x_cl = x.contiguous(memory_format=torch.channels_last)
 assert x_cl.stride() == (C * H * W, 1, W * C, C)  # channel stride 1: channels are contiguous
 _ = show("cpu/depthwise_v3_nhwc.cpp", r"void interior_block\(")
 nhwc_src = (CSRC / "cpu/depthwise_v3_nhwc.cpp").read_text()
-pixels = int(re.search(r"constexpr int P = (\d+);", nhwc_src).group(1))
-print(f"P = {pixels} pixels per interior block")
+assert "constexpr int P = ATROUS_ISA_NHWC_PIXELS;" in nhwc_src  # set per instruction set (csrc/cpu/isa_*.cpp)
+active = atrous.buildinfo.cpu_isa()["active"]  # the set this machine runs
+isa_src = (CSRC / "cpu" / f"isa_{active}.cpp").read_text()
+pixels = int(re.search(r"#define ATROUS_ISA_NHWC_PIXELS (\d+)", isa_src).group(1))
+print(f"P = {pixels} pixels per interior block on {active}")
 
 # %%
 y = ops.depthwise_conv2d(x_cl, w, None, S, P, D, algo="nhwc")
@@ -355,10 +359,14 @@ plot_times(timings, f"depthwise {N}x{C}x{H}x{W}, 3x3 d={D}, float32")
 # %% [markdown]
 # ## 3.7 Building the extension
 #
-# `setup.py` compiles every file of `csrc/`, `csrc/common/` and `csrc/cpu/` into one module,
+# `setup.py` compiles the files of `csrc/`, `csrc/common/` and `csrc/cpu/` into one module,
 # `atrous._C`, with `torch.utils.cpp_extension.CppExtension` (plus the CUDA sources when a
-# toolkit is found). `pip install --no-build-isolation -e .` runs it once; `make build`
-# recompiles only what changed, with ninja. The flags it chose are recorded:
+# toolkit is found). The kernel cores (the four rungs and the GEMM) are listed in
+# `csrc/cpu/isa_kernels.inc` and compiled once per instruction set by `isa_generic.cpp`,
+# `isa_avx2.cpp` and `isa_avx512.cpp` (`isa_neon.cpp` on ARM64); the extension picks the best set this
+# CPU runs when it loads. The rest is compiled for the baseline, so the module runs on any x86-64.
+# `pip install --no-build-isolation -e .` runs it once; `make build` recompiles only what changed,
+# with ninja. The flags it chose are recorded:
 
 # %%
 from atrous.buildinfo import build_config  # noqa: E402
@@ -366,8 +374,12 @@ from atrous.buildinfo import build_config  # noqa: E402
 config = build_config()
 print("flags:  ", " ".join(config.get("cxx_flags", [])))
 print("sources:", *config.get("sources", []), sep="\n  ")
+cores = (CSRC / "cpu" / "isa_kernels.inc").read_text()
 for path in rung_files.values():
-    assert f"csrc/{path.relative_to(CSRC).as_posix()}" in config["sources"]  # every rung is compiled in
+    assert f'#include "{path.name}"' in cores  # every rung is compiled in, once per instruction set
+    assert f"csrc/{path.relative_to(CSRC).as_posix()}" not in config["sources"]  # not on its own
+assert {"csrc/cpu/isa_generic.cpp", "csrc/cpu/isa_avx2.cpp"} <= set(config["sources"])
+assert "-march=native" not in config.get("cxx_flags", [])  # portable: no flag for this CPU alone
 _ = show("cpu/depthwise_conv2d.cpp", r"Rung choose\(")
 
 # %% [markdown]
