@@ -1,5 +1,9 @@
 """The reach design: the variants' geometry (RF by the tracer, HDC, sizes), the data, the scores by hand."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -69,16 +73,25 @@ def test_scores_by_hand():
 
 
 def test_parallel_workers_give_the_same_results(tmp_path):
-    """A seed fixes the initialisation and the batches: forked workers reproduce one process exactly."""
-    from dataclasses import replace
+    """A seed fixes the initialisation and the batches: forked workers reproduce one process exactly.
 
-    from atrous.experiment.reach import QUICK, run_reach
+    Run in a fresh interpreter: torch refuses autograd in a child forked after autograd's device
+    threads started, which other tests in this process may have done (a command starts clean)."""
+    code = textwrap.dedent(f"""
+        from dataclasses import replace
+        from pathlib import Path
 
-    cfg = replace(QUICK, steps=2, train_size=8, val_size=4)
-    one = run_reach(cfg, out=tmp_path / "one", progress=False)
-    two = run_reach(replace(cfg, workers=2), out=tmp_path / "two", progress=False)
-    for key in "ABCD":
-        for a, b in zip(one["runs"][key], two["runs"][key]):
-            a.pop("seconds")
-            b.pop("seconds")
-            assert a == b
+        from atrous.experiment.reach import QUICK, run_reach
+
+        cfg = replace(QUICK, steps=2, train_size=8, val_size=4)
+        one = run_reach(cfg, out=Path({str(tmp_path)!r}) / "one", progress=False)
+        two = run_reach(replace(cfg, workers=2), out=Path({str(tmp_path)!r}) / "two", progress=False)
+        for key in "ABCD":
+            for a, b in zip(one["runs"][key], two["runs"][key]):
+                a.pop("seconds")
+                b.pop("seconds")
+                assert a == b, (key, a, b)
+        print("same results")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "same results" in proc.stdout, proc.stdout + proc.stderr
