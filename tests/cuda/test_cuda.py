@@ -80,10 +80,12 @@ def test_fake_cuda_tensors_name_the_cuda_dtypes_and_ladder():
                            match=f"atrous.depthwise_conv2d: expected input of dtype {CUDA_DTYPES}, got Int"):
             A.depthwise_conv2d(x, w, None, [1, 1], [1, 1], [1, 1])
         with pytest.raises(RuntimeError,
-                           match="expected algo to be one of 'auto', 'naive', 'tiled', 'nhwc', got 'stencil'"):
+                           match="expected algo to be one of 'auto', 'naive', 'tiled', 'nhwc', "
+                                 "got 'stencil'"):
             A.depthwise_conv2d(x.float(), w, None, [1, 1], [1, 1], [1, 1], "stencil")
         with pytest.raises(RuntimeError,
-                           match="expected algo to be one of 'auto', 'naive', 'im2col', 'implicit', got 'blocked'"):
+                           match="expected algo to be one of 'auto', 'naive', 'im2col', 'implicit', "
+                                 "got 'blocked'"):
             A.atrous_conv2d(x.float(), torch.zeros(4, 3, 3, 3, device="cuda"), None, [1, 1], [1, 1], [1, 1],
                             "blocked")
 
@@ -284,7 +286,8 @@ def test_error_messages_on_cuda_match_cpu():
     with pytest.raises(RuntimeError, match=f"expected input of dtype {CUDA_DTYPES}, got Long"):
         ops.depthwise_conv2d(x, torch.zeros(3, 1, 3, 3, device="cuda"))
     with pytest.raises(RuntimeError,
-                       match="expected algo to be one of 'auto', 'naive', 'tiled', 'nhwc', got 'stencil'"):
+                       match="expected algo to be one of 'auto', 'naive', 'tiled', 'nhwc', "
+                             "got 'stencil'"):
         ops.depthwise_conv2d(x.float(), torch.zeros(3, 1, 3, 3, device="cuda"), algo="stencil")
 
 
