@@ -14,6 +14,8 @@ from atrous.inference import load_imported_weights
 from atrous.training import evaluate, load_model, resolve_impl
 from atrous.viz.metrics_plots import plot_confusion_matrix
 
+from .common import add_impl_and_device, add_weights_source
+
 __all__ = ["add_arguments", "main"]
 
 EXAMPLES = """examples:
@@ -32,12 +34,7 @@ exit status: 0 done, 2 bad arguments, missing weights or data.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    weights = parser.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", metavar="CKPT",
-                         help="checkpoint written by `python -m atrous train`")
-    weights.add_argument("--weights", metavar="KIND:NAME=PATH",
-                         help="imported weights: torchvision:deeplabv3_resnet50=PATH (also _resnet101, "
-                              "_mobilenet_v3_large), a torchvision DeepLabV3 state dict")
+    add_weights_source(parser)
     parser.add_argument("--dataset", default="shapes", choices=EVAL_DATASETS,
                         help="shapes (generated), voc, cityscapes or folder (default: shapes)")
     parser.add_argument("--data-root", default=None, metavar="DIR", help="dataset folder (voc, cityscapes, "
@@ -56,9 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default: 4)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--out", default="out/eval", metavar="DIR", help="output folder (default: out/eval)")
-    parser.add_argument("--impl", default="auto", choices=("auto", "atrous", "torch"),
-                        help="convolutions: our kernels (atrous), F.conv2d (torch), auto: atrous on CPU")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    add_impl_and_device(parser)
 
 
 def _error(message: str) -> int:

@@ -11,6 +11,8 @@ from atrous.export import export_onnx, export_program
 from atrous.inference import load_imported_weights
 from atrous.training import load_model
 
+from .common import add_weights_source
+
 __all__ = ["add_arguments", "main"]
 
 EXAMPLES = """examples:
@@ -30,12 +32,7 @@ exit status: 0 done, 2 bad arguments or weights, 1 the exported model disagrees 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    weights = parser.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", metavar="CKPT",
-                         help="checkpoint written by `python -m atrous train`")
-    weights.add_argument("--weights", metavar="KIND:NAME=PATH",
-                         help="imported weights: torchvision:deeplabv3_resnet50=PATH (also _resnet101, "
-                              "_mobilenet_v3_large)")
+    add_weights_source(parser)
     parser.add_argument("--format", required=True, choices=("onnx", "torch.export"), help="what to write")
     parser.add_argument("--out", required=True, metavar="PATH", help="output file (.onnx or .pt2)")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),

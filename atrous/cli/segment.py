@@ -16,6 +16,8 @@ from atrous.inference import load_imported_weights, segment
 from atrous.training import ModelSpec, build_model, load_model, resolve_impl
 from atrous.viz import overlay
 
+from .common import add_impl_and_device
+
 __all__ = ["add_arguments", "main"]
 
 EXAMPLES = """examples:
@@ -57,9 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", action="store_true", help="also average with the mirrored image")
     parser.add_argument("--alpha", type=float, default=0.5,
                         help="overlay opacity of the class colours (default: 0.5)")
-    parser.add_argument("--impl", default="auto", choices=("auto", "atrous", "torch"),
-                        help="convolutions: our kernels (atrous), F.conv2d (torch), auto: atrous on CPU")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    add_impl_and_device(parser)
 
 
 def _error(message: str) -> int:
