@@ -75,9 +75,12 @@ inline void store(T* p, Vec<T, Bytes> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// x - 0, not 0 + x: 0 + x is not x for x = -0, so GCC kept a scalar add before the broadcast (an
+// extra add and a register shuffle per broadcast in the GEMM's inner loop); x - 0 is x for every x,
+// so this compiles to one vbroadcastss from memory. (A lane-by-lane loop gave insert chains.)
 template <typename T, int Bytes = kBytes>
 inline Vec<T, Bytes> broadcast(T x) {
-  return Vec<T, Bytes>{} + x;
+  return x - Vec<T, Bytes>{};
 }
 
 // dst[0:n) = src[0:n) with vector moves; the last vector overlaps the one before it rather than
