@@ -30,12 +30,42 @@ bool use_naive(const char* op, c10::string_view algo) {
   return parse_algorithm(op, std::string_view(algo.data(), algo.size()), kDenseAlgorithms) == 0;
 }
 
-// The forward rung: "implicit" (the default) where the output is NCHW and im2col is not the
-// identity; "im2col" otherwise or when asked for.
-bool use_implicit(const char* op, c10::string_view algo, const ConvGeometry& g, const at::Tensor& out) {
+// The forward rung: "implicit" (the default) unless im2col is the identity (a plain GEMM then);
+// "im2col" when asked for.
+bool use_implicit(const char* op, c10::string_view algo, const ConvGeometry& g) {
   const int index = parse_algorithm(op, std::string_view(algo.data(), algo.size()), kDenseAlgorithms);
-  return index != 1 && out.is_contiguous() && g.in_channels > 0 &&
+  return index != 1 && g.in_channels > 0 &&
          !(g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0);
+}
+
+// The taps (i * kernel_w + j) that read an input pixel for at least one output; the others lie in
+// the zero padding everywhere and the implicit GEMM leaves them out of its sum.
+std::vector<int64_t> live_taps(const ConvGeometry& g) {
+  std::vector<int64_t> taps;
+  for (int64_t i = 0; i < g.kernel_h; ++i) {
+    if (tap_output_range(g.in_h, g.out_h, g.stride_h, g.pad_h, g.dil_h, i).size() == 0) continue;
+    for (int64_t j = 0; j < g.kernel_w; ++j)
+      if (tap_output_range(g.in_w, g.out_w, g.stride_w, g.pad_w, g.dil_w, j).size() > 0) taps.push_back(i * g.kernel_w + j);
+  }
+  return taps;
+}
+
+// The implicit GEMM's weight: (C_out x C*taps) in (c, tap) order for NCHW, (C_out x taps*C) in
+// (tap, c) order for channels_last, keeping the live taps only. A weight already in that layout
+// with every tap live is used as it is (a channels_last model's weights are (C_out, kh, kw, C)).
+at::Tensor implicit_weight(const at::Tensor& weight, const std::vector<int64_t>& taps, bool channels_last) {
+  const int64_t o = weight.size(0), c = weight.size(1), all = weight.size(2) * weight.size(3);
+  const bool every_tap = static_cast<int64_t>(taps.size()) == all;
+  at::Tensor index = at::empty({static_cast<int64_t>(taps.size())}, weight.options().dtype(at::kLong));
+  std::copy(taps.begin(), taps.end(), index.mutable_data_ptr<int64_t>());
+  if (channels_last) {
+    if (every_tap && weight.is_contiguous(at::MemoryFormat::ChannelsLast)) return weight;
+    at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({o, all, c});  // (C_out, taps, C)
+    if (!every_tap) w = w.index_select(1, index);
+    return w.contiguous();
+  }
+  if (every_tap) return weight.contiguous();
+  return weight.reshape({o, c, all}).index_select(2, index).contiguous();  // (C_out, C, live taps)
 }
 
 // v0: the definition, y[n, o, oh, ow] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, ih, iw]
@@ -130,25 +160,44 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
     return run_forward(at::MemoryFormat::Contiguous, input, weight, bias, g,
                        [&](auto x, auto w, auto b, auto y) { naive::forward(x, w, b, y, g); });
   }
-  const at::Tensor x = prepare_input(input, g);  // (N, C, H, W)
-  const at::Tensor w = weight.contiguous();      // (C_out, C, kh, kw)
   const bool has_bias = bias.has_value() && bias->defined();
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
-                             x.options().memory_format(output_memory_format(input, weight)));
+                             input.options().memory_format(output_memory_format(input, weight)));
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
-  const std::vector<Range> cols = tap_column_ranges(g);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "atrous_conv2d_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "atrous_conv2d_cpu", [&] {
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
     // The bias starts the GEMM's sums (one per output channel, a row of C): no pass of its own.
     const Epilogue<scalar_t> epilogue{has_bias ? b.const_data_ptr<scalar_t>() : nullptr, nullptr, false};
-    if (use_implicit(kForward, algo, g, out)) {
+    if (use_implicit(kForward, algo, g)) {
+      const std::vector<int64_t> taps = live_taps(g);
+      const ConvTaps live{taps.data(), static_cast<int64_t>(taps.size())};
+      const bool cl = !out.is_contiguous();  // the output (and so the sum) is channels_last
+      const at::Tensor xi = input.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+      const at::Tensor wi = implicit_weight(weight, taps, cl);
+      if (taps.empty()) {  // every tap in the padding: the output is the bias
+        if (has_bias) {
+          out.copy_(b.view({1, -1, 1, 1}).expand_as(out));
+        } else {
+          out.zero_();
+        }
+        return;
+      }
+      if (cl) {
+        conv_gemm<scalar_t>(xi.const_data_ptr<scalar_t>(), wi.const_data_ptr<scalar_t>(),
+                            out.mutable_data_ptr<scalar_t>(), g, live, /*channels_last=*/true, epilogue);
+        return;
+      }
       for (int64_t n = 0; n < g.batch; ++n) {
-        conv_gemm<scalar_t>(x.const_data_ptr<scalar_t>() + n * g.in_channels * g.in_h * g.in_w,
-                            w.const_data_ptr<scalar_t>(),
-                            out.mutable_data_ptr<scalar_t>() + n * g.out_channels * g.out_h * g.out_w, g, epilogue);
+        conv_gemm<scalar_t>(xi.const_data_ptr<scalar_t>() + n * g.in_channels * g.in_h * g.in_w,
+                            wi.const_data_ptr<scalar_t>(),
+                            out.mutable_data_ptr<scalar_t>() + n * g.out_channels * g.out_h * g.out_w, g, live,
+                            /*channels_last=*/false, epilogue);
       }
       return;
     }
+    const at::Tensor x = prepare_input(input, g);  // (N, C, H, W)
+    const at::Tensor w = weight.contiguous();      // (C_out, C, kh, kw)
+    const std::vector<Range> cols = tap_column_ranges(g);
     std::vector<scalar_t> col(col_size(g));
     const MatrixView<scalar_t> wm{w.const_data_ptr<scalar_t>(), k, 1};
     for (int64_t n = 0; n < g.batch; ++n) {

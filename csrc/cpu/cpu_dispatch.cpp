@@ -56,8 +56,9 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B, Mut
 }
 
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue) {
-  ATROUS_ISA_SWITCH(active_isa(), conv_gemm<T>(x, w, y, g, epilogue))
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
+               Epilogue<T> epilogue) {
+  ATROUS_ISA_SWITCH(active_isa(), conv_gemm<T>(x, w, y, g, taps, channels_last, epilogue))
 }
 
 template <typename T>
@@ -132,8 +133,10 @@ template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixVi
                           MutableMatrixView<float>, bool, Epilogue<float>);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,
                            MutableMatrixView<double>, bool, Epilogue<double>);
-template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, Epilogue<float>);
-template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, Epilogue<double>);
+template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, bool,
+                               Epilogue<float>);
+template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps, bool,
+                                Epilogue<double>);
 template PackedB<float> pack_b<float>(int64_t, int64_t, MatrixView<float>);
 template PackedB<double> pack_b<double>(int64_t, int64_t, MatrixView<double>);
 template void gemm_packed<float>(int64_t, MatrixView<float>, const PackedB<float>&, MutableMatrixView<float>, bool,

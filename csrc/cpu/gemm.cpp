@@ -46,6 +46,22 @@ void pack_a(const MatrixView<T>& A, int64_t row0, int64_t rows, int64_t k0, int6
   }
 }
 
+// The K blocks (start, depth) of a product of depth K: at most KC deep, split evenly (K = 512 as
+// 256 + 256 rather than 384 + 128, whose short block pays the pass over C for little work).
+template <typename T>
+std::vector<std::pair<int64_t, int64_t>> k_blocks(int64_t K) {
+  const int64_t parts = (K + Blocking<T>::KC - 1) / Blocking<T>::KC;
+  std::vector<std::pair<int64_t, int64_t>> blocks;
+  for (int64_t part = 0; part < parts; ++part) blocks.emplace_back(part * K / parts, (part + 1) * K / parts - part * K / parts);
+  return blocks;
+}
+
+// The A packer of multiply_block for a strided matrix A and the K block pc:pc+kc.
+template <typename T>
+auto matrix_rows(const MatrixView<T>& A, int64_t pc, int64_t kc) {
+  return [&A, pc, kc](int64_t ic, int64_t mc, T* out, bool*) { pack_a<T, Blocking<T>::MR>(A, ic, mc, pc, kc, out); };
+}
+
 // Packs one panel B(k0:k0+kc, col0:col0+NR): for each k, NR consecutive values, zero-padded.
 template <typename T, int NR>
 void pack_b_panel(const MatrixView<T>& B, int64_t k0, int64_t kc, int64_t col0, int64_t nr,
@@ -112,26 +128,38 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
   }
 }
 
-// C(:, jc:jc+nc) (+)= A(:, pc:pc+kc) @ B block, with the B block already packed in bp.
-// Parallel over (row block, column group) tasks in row-block-major order, so a thread running
-// consecutive tasks reuses the A block it packed.
-template <typename T>
-void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, const T* bp, int64_t jc,
-                    int64_t nc, const MutableMatrixView<T>& C, bool acc, const Epilogue<T>& ep, bool first,
-                    bool last) {
+// C(:, jc:jc+nc) (+)= A(:, pc:pc+kc) @ B block, with the B block already packed in bp;
+// pack_a_rows(ic, mc, out, live) packs rows ic:ic+mc of A's current K block into MR-row panels
+// (pack_a above, or the gather of an implicit convolution) and sets live[p] = false for a panel
+// that is all zeros. When accumulating, such a tile of C is left alone: the implicit convolution's
+// taps that fall in the padding for a whole tile cost nothing. Parallel over (row block, column
+// group) tasks in row-block-major order, so a thread running consecutive tasks reuses its A block.
+template <typename T, typename PackA>
+void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp, int64_t jc, int64_t nc,
+                    const MutableMatrixView<T>& C, bool acc, const Epilogue<T>& ep, bool first, bool last) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
-  const int64_t n_mc = (M + Bk::MC - 1) / Bk::MC;
-  const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG;
+  // Row blocks of whole MR tiles, at most MC rows each, split evenly; when there are few tasks
+  // their count is made a multiple of the threads (289 rows in blocks of 96 gave one thread two
+  // blocks and the other one block and a row).
+  const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG, tiles = (M + MR - 1) / MR;
+  int64_t n_mc = (tiles + Bk::MC / MR - 1) / (Bk::MC / MR);
+  const int64_t threads = max_threads();
+  if (n_mc * n_groups < 8 * threads && (n_mc * n_groups) % threads != 0) {
+    while (n_mc < tiles && (n_mc * n_groups) % threads != 0) ++n_mc;
+  }
   parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
     thread_local ScratchBuffer<T> a_buffer;  // packed fully before it is read: no zero-fill
     T* a_packed = a_buffer.get(Bk::MC * kc);
+    bool live[Bk::MC / MR];
     int64_t packed_ic = -1;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t ic = (t / n_groups) * Bk::MC;
-      const int64_t mc = std::min(Bk::MC, M - ic);
+      const int64_t block = t / n_groups;
+      const int64_t ic = block * tiles / n_mc * MR;
+      const int64_t mc = std::min(M, (block + 1) * tiles / n_mc * MR) - ic;
       if (ic != packed_ic) {
-        pack_a<T, MR>(A, ic, mc, pc, kc, a_packed);
+        std::fill(live, live + Bk::MC / MR, true);
+        pack_a_rows(ic, mc, a_packed, live);
         packed_ic = ic;
       }
       const int64_t j0 = (t % n_groups) * Bk::NG;
@@ -139,6 +167,7 @@ void multiply_block(int64_t M, const MatrixView<T>& A, int64_t pc, int64_t kc, c
       for (int64_t jr = j0; jr < j1; jr += NR) {
         const int64_t nr = std::min<int64_t>(NR, nc - jr);
         for (int64_t ir = 0; ir < mc; ir += MR) {
+          if (acc && !live[ir / MR]) continue;  // adds zeros
           const int64_t mr = std::min<int64_t>(MR, mc - ir);
           T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
           micro_kernel<T, MR, NV>(kc, a_packed + ir * kc, bp + (jr / NR) * kc * NR, c, C.row_stride,
@@ -168,16 +197,16 @@ void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, in
   });
 }
 
-// Implicit GEMM ("implicit" rung of the dense convolution): one panel of im2col(x), rows
-// k0:k0+kc = taps (c, i, j), columns col0:col0+nr = output pixels, gathered from the NCHW image
-// straight into the packed layout; taps in the padding read 0. No im2col buffer is written.
+// Implicit GEMM ("implicit" rung of the dense convolution), NCHW: one panel of im2col(x), rows
+// k0:k0+kc = (c, live tap t), columns col0:col0+nr = output pixels, gathered from the image straight
+// into the packed layout; taps in the padding read 0. No im2col buffer is written.
 template <typename T, int NR>
-void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, int64_t k0, int64_t kc, int64_t col0, int64_t nr,
-                     T* __restrict dst) {
-  const int64_t taps = g.kernel_h * g.kernel_w;
+void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, int64_t k0, int64_t kc,
+                     int64_t col0, int64_t nr, T* __restrict dst) {
   const int64_t oh0 = col0 / g.out_w, ow0 = col0 % g.out_w;
   for (int64_t k = 0; k < kc; ++k) {
-    const int64_t r = k0 + k, c = r / taps, i = (r % taps) / g.kernel_w, j = r % g.kernel_w;
+    const int64_t r = k0 + k, c = r / taps.count, t = taps.index[r % taps.count];
+    const int64_t i = t / g.kernel_w, j = t % g.kernel_w;
     const T* plane = x + c * g.in_h * g.in_w;
     T* d = dst + k * NR;
     int64_t oh = oh0, ow = ow0;
@@ -193,6 +222,45 @@ void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, int64_t k0, i
   }
 }
 
+// Implicit GEMM, channels_last: rows row0:row0+rows of A = im2col(x)^T (one row per output pixel
+// of the whole batch, columns k = (live tap t, c)), packed into MR-row panels as pack_a does. A
+// pixel's C values of one tap are contiguous in NHWC, so each (pixel, tap) is one run of copies.
+template <typename T, int MR>
+void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, int64_t row0, int64_t rows,
+                         int64_t k0, int64_t kc, T* __restrict out, bool* live) {
+  const int64_t C = g.in_channels, plane = g.out_h * g.out_w;
+  for (int64_t p = 0; p < rows; p += MR) {
+    const int64_t mr = std::min<int64_t>(MR, rows - p);
+    T* dst = out + p * kc;
+    int64_t n[MR], ih0[MR], iw0[MR];
+    for (int64_t m = 0; m < mr; ++m) {
+      const int64_t q = row0 + p + m, r = q % plane;
+      n[m] = q / plane;
+      ih0[m] = (r / g.out_w) * g.stride_h - g.pad_h;
+      iw0[m] = (r % g.out_w) * g.stride_w - g.pad_w;
+    }
+    bool any = false;
+    for (int64_t k = 0; k < kc;) {
+      const int64_t r = k0 + k, c0 = r % C, len = std::min(C - c0, kc - k);
+      const int64_t t = taps.index[r / C], i = t / g.kernel_w, j = t % g.kernel_w;
+      for (int64_t m = 0; m < MR; ++m) {
+        T* d = dst + k * MR + m;
+        const int64_t ih = m < mr ? ih0[m] + i * g.dil_h : -1, iw = m < mr ? iw0[m] + j * g.dil_w : -1;
+        if (static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
+            static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w)) {
+          const T* src = x + ((n[m] * g.in_h + ih) * g.in_w + iw) * C + c0;
+          for (int64_t c = 0; c < len; ++c) d[c * MR] = src[c];
+          any = true;
+        } else {
+          for (int64_t c = 0; c < len; ++c) d[c * MR] = T(0);
+        }
+      }
+      k += len;
+    }
+    live[p / MR] = any;
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -204,18 +272,19 @@ void pack_b(int64_t K, int64_t N, MatrixView<T> B, PackedB<T>& out) {
   out.data.clear();
   out.offsets.clear();
   int64_t size = 0;
+  const auto blocks = k_blocks<T>(K);
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
+    for (const auto& [pc, kc] : blocks) {
       out.offsets.push_back(size);
-      size += std::min(Bk::KC, K - pc) * ((nc + NR - 1) / NR) * NR;
+      size += kc * ((nc + NR - 1) / NR) * NR;
     }
   }
   out.data.resize(size);
   int64_t block = 0;
   for (int64_t jc = 0; jc < N; jc += Bk::NC)
-    for (int64_t pc = 0; pc < K; pc += Bk::KC, ++block)
-      pack_b_block(B, pc, std::min(Bk::KC, K - pc), jc, std::min(Bk::NC, N - jc), out.data.data() + out.offsets[block]);
+    for (const auto& [pc, kc] : blocks)
+      pack_b_block(B, pc, kc, jc, std::min(Bk::NC, N - jc), out.data.data() + out.offsets[block++]);
 }
 
 template <typename T>
@@ -225,9 +294,9 @@ void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixV
   if (M == 0 || B.N == 0) return;
   int64_t block = 0;
   for (int64_t jc = 0; jc < B.N; jc += Bk::NC)
-    for (int64_t pc = 0; pc < B.K; pc += Bk::KC, ++block)
-      multiply_block(M, A, pc, std::min(Bk::KC, B.K - pc), B.data.data() + B.offsets[block], jc,
-                     std::min(Bk::NC, B.N - jc), C, accumulate || pc > 0, epilogue, pc == 0, pc + Bk::KC >= B.K);
+    for (const auto& [pc, kc] : k_blocks<T>(B.K))
+      multiply_block(M, matrix_rows(A, pc, kc), kc, B.data.data() + B.offsets[block++], jc,
+                     std::min(Bk::NC, B.N - jc), C, accumulate || pc > 0, epilogue, pc == 0, pc + kc == B.K);
 }
 
 template <typename T>
@@ -259,38 +328,84 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
   T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
-      const int64_t kc = std::min(Bk::KC, K - pc);
+    for (const auto& [pc, kc] : k_blocks<T>(K)) {
       pack_b_block(B, pc, kc, jc, nc, b_packed);
-      multiply_block(M, A, pc, kc, b_packed, jc, nc, C, accumulate || pc > 0, epilogue, pc == 0, pc + kc == K);
+      multiply_block(M, matrix_rows(A, pc, kc), kc, b_packed, jc, nc, C, accumulate || pc > 0, epilogue, pc == 0,
+                     pc + kc == K);
     }
   }
 }
 
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue) {
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
+               Epilogue<T> epilogue) {
   using Bk = Blocking<T>;
-  constexpr int NR = Bk::NR;
-  const int64_t M = g.out_channels, N = g.out_h * g.out_w, K = g.in_channels * g.kernel_h * g.kernel_w;
-  if (M == 0 || N == 0 || K == 0) return;  // the caller handles K == 0 (no input channels)
-  const MatrixView<T> A{w, K, 1};          // (C_out x C*kh*kw)
-  const MutableMatrixView<T> C{y, N, 1};   // (C_out x Ho*Wo)
+  constexpr int MR = Bk::MR, NR = Bk::NR;
+  const int64_t K = g.in_channels * taps.count;
   thread_local ScratchBuffer<T> b_buffer;  // every panel packed in full before it is read
+  if (channels_last) {
+    // C^T (N*Ho*Wo x C_out) = im2col(x)^T @ w^T: A gathered from the image, B the weight. The K
+    // blocks stay inside one tap (C split evenly), so a tile of pixels whose tap lies in the
+    // padding is skipped; C therefore starts as the bias and every block accumulates.
+    const int64_t M = g.batch * g.out_h * g.out_w, N = g.out_channels, C_in = g.in_channels;
+    if (M == 0 || N == 0 || K == 0) return;
+    const MatrixView<T> B{w, 1, K};         // w is (C_out x K): B(k, o) = w[o * K + k]
+    const MutableMatrixView<T> C{y, N, 1};  // (N*Ho*Wo x C_out), NHWC
+    parallel_for(0, M, grain_for(N), [&](int64_t begin, int64_t end) {
+      for (int64_t q = begin; q < end; ++q)
+        for (int64_t o = 0; o < N; ++o) y[q * N + o] = epilogue.row_bias ? epilogue.row_bias[o] : T(0);
+    });
+    T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
+    // K blocks: a deep tap split evenly into blocks of at most KC, or whole shallow taps grouped.
+    std::vector<std::pair<int64_t, int64_t>> blocks;  // (pc, kc)
+    if (C_in >= Bk::KC) {
+      const int64_t parts = (C_in + Bk::KC - 1) / Bk::KC;
+      for (int64_t t = 0; t < taps.count; ++t)
+        for (int64_t part = 0; part < parts; ++part)
+          blocks.emplace_back(t * C_in + part * C_in / parts, (part + 1) * C_in / parts - part * C_in / parts);
+    } else {
+      const int64_t group = Bk::KC / C_in;
+      for (int64_t t = 0; t < taps.count; t += group)
+        blocks.emplace_back(t * C_in, std::min(group, taps.count - t) * C_in);
+    }
+    for (int64_t jc = 0; jc < N; jc += Bk::NC) {
+      const int64_t nc = std::min(Bk::NC, N - jc);
+      for (const auto& [pc, kc] : blocks) {
+        pack_b_block(B, pc, kc, jc, nc, b_packed);
+        const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out, bool* live) {
+          pack_conv_rows_nhwc<T, MR>(x, g, taps, ic, mc, pc, kc, out, live);
+        };
+        multiply_block(M, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false);
+      }
+      if (epilogue.relu) {
+        parallel_for(0, M, grain_for(nc), [&](int64_t begin, int64_t end) {
+          for (int64_t q = begin; q < end; ++q)
+            for (int64_t o = jc; o < jc + nc; ++o) y[q * N + o] = std::max(y[q * N + o], T(0));
+        });
+      }
+    }
+    return;
+  }
+  const int64_t M = g.out_channels, N = g.out_h * g.out_w;
+  if (M == 0 || N == 0 || K == 0) return;  // the caller handles K == 0 (no input channels)
+  const MatrixView<T> A{w, K, 1};          // (C_out x C*live taps)
+  const MutableMatrixView<T> C{y, N, 1};   // (C_out x Ho*Wo)
   T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
-      const int64_t kc = std::min(Bk::KC, K - pc);
-      pack_b_panels<T>(kc, jc, nc, b_packed, [&](int64_t col0, int64_t nr, T* dst) {
-        pack_conv_panel<T, NR>(x, g, pc, kc, col0, nr, dst);
+    for (const auto& [pc, kc] : k_blocks<T>(K)) {
+      pack_b_panels<T>(kc, jc, nc, b_packed, [&, pc = pc, kc = kc](int64_t col0, int64_t nr, T* dst) {
+        pack_conv_panel<T, NR>(x, g, taps, pc, kc, col0, nr, dst);
       });
-      multiply_block(M, A, pc, kc, b_packed, jc, nc, C, pc > 0, epilogue, pc == 0, pc + kc == K);
+      multiply_block(M, matrix_rows(A, pc, kc), kc, b_packed, jc, nc, C, pc > 0, epilogue, pc == 0, pc + kc == K);
     }
   }
 }
 
-template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, Epilogue<float>);
-template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, Epilogue<double>);
+template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, bool,
+                               Epilogue<float>);
+template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps, bool,
+                                Epilogue<double>);
 template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixView<float>,
                           MutableMatrixView<float>, bool, Epilogue<float>);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,

@@ -55,11 +55,22 @@ struct PackedB {
   std::vector<int64_t> offsets;  // start of each (column block, depth block) in data
 };
 
-// Dense convolution of one NCHW-contiguous image x (C, H, W) by implicit GEMM: y (C_out x Ho*Wo,
-// NCHW) = w (C_out x C*kh*kw) @ im2col(x), plus the epilogue, with the dilated taps gathered
-// while B is packed (no im2col buffer). Needs C > 0.
+// The taps of a dense convolution that the implicit GEMM sums, as indices i * kernel_w + j: those
+// that read at least one input pixel for some output. A tap that lies in the zero padding for every
+// output adds nothing (an ASPP rate at or above the feature size leaves only the centre tap).
+struct ConvTaps {
+  const int64_t* index;
+  int64_t count;
+};
+
+// Dense convolution by implicit GEMM, the dilated taps gathered while packing (no im2col buffer),
+// plus the epilogue (row_bias: one value per output channel). NCHW (channels_last false): x one
+// image (C, H, W), y (C_out x Ho*Wo) = w @ im2col(x) with w (C_out x C*taps.count) in (c, tap)
+// order. channels_last: x and y the whole batch in NHWC, w (C_out x taps.count*C) in (tap, c)
+// order. Needs C > 0.
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue);
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
+               Epilogue<T> epilogue);
 
 // Packs B (K x N) with the kernels of the active instruction set.
 template <typename T>

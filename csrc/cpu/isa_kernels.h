@@ -25,9 +25,10 @@ template <typename T>
 void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate,
                  Epilogue<T> epilogue);
 
-// Dense convolution of one NCHW image by implicit GEMM: y (C_out x Ho*Wo) = w @ im2col(x) + epilogue.
+// Dense convolution by implicit GEMM (gemm.h): y = w @ im2col(x) + epilogue, NCHW or NHWC.
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, Epilogue<T> epilogue);
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
+               Epilogue<T> epilogue);
 
 namespace depthwise {
 ATROUS_DEPTHWISE_RUNG(naive)

@@ -33,6 +33,15 @@ inline void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) 
 #endif
 }
 
+// Threads a parallel_for may use here: 1 inside a parallel region (it runs serially there).
+inline int64_t max_threads() {
+#ifdef ATROUS_STANDALONE
+  return 1;
+#else
+  return at::in_parallel_region() ? 1 : at::get_num_threads();
+#endif
+}
+
 // at::parallel_for grain (minimum iterations per task) for iterations of `work` multiply-adds
 // each, so tiny planes are batched into one task instead of paying a thread hand-off each.
 // 32768 is ATen's own grain size for elementwise loops.

@@ -80,6 +80,36 @@ def test_dilated_kernel_wider_than_input_with_padding(device):
     torch.testing.assert_close(y, F.conv2d(x, w[:, :, 1:2, 1:2]), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size,dilation,padding,stride", [(9, 12, 12, 1), (9, 6, 6, 1), (13, 2, 2, 2), (11, 4, 0, 1)])
+def test_implicit_gemm_deep_input_and_dead_taps(dtype, layout, size, dilation, padding, stride):
+    # C = 130: K = 9 * 130 spans several of the GEMM's K blocks, cut inside one tap's channels
+    # (channels_last) or one channel's taps (NCHW). At dilation 12 on 9x9 only the centre tap reads
+    # the image, so the implicit GEMM sums that tap alone; the result must not change.
+    torch.manual_seed(7)
+    x = torch.randn(2, 130, size, size + 2, dtype=dtype).contiguous(memory_format=layout)
+    w = torch.randn(37, 130, 3, 3, dtype=dtype).contiguous(memory_format=layout)
+    b = torch.randn(37, dtype=dtype)
+    y = ops.atrous_conv2d(x, w, b, stride, padding, dilation, algo="implicit")
+    want = F.conv2d(x.double(), w.double(), b.double(), stride, padding, dilation)
+    scale = want.abs().max().item()
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert (y.double() - want).abs().max().item() <= tol * scale
+    assert y.is_contiguous(memory_format=layout)
+
+
+def test_every_tap_in_the_padding_gives_the_bias():
+    # A 1x1 kernel, stride 10, padding 2 on 3x3: the one output pixel reads (-2, -2), padding.
+    x = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    w = torch.randn(4, 3, 1, 1, dtype=torch.float64)
+    b = torch.randn(4, dtype=torch.float64)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = ops.atrous_conv2d(x.contiguous(memory_format=layout), w, b, stride=10, padding=2)
+        torch.testing.assert_close(y, F.conv2d(x, w, b, stride=10, padding=2), rtol=0, atol=0)
+        assert y.flatten(1).eq(b[None, :]).all()
+
+
 @pytest.mark.parametrize("op_name", ["depthwise", "pointwise", "dense"])
 @pytest.mark.parametrize("input_cl,weight_cl", [(False, False), (True, False), (False, True), (True, True)])
 def test_output_layout_follows_pytorch(op_name, input_cl, weight_cl):
