@@ -148,9 +148,13 @@ assert torch.equal(im2col(x1, 1, 1, 0, 1), x1.reshape(1, 5, 49))
 #
 # `atrous.ops.atrous_conv2d` runs the same idea in C++ (`csrc/cpu/atrous_conv2d.cpp`): per image,
 # dilated im2col into a buffer, then the blocked GEMM of notebook 6. Its `naive` rung is the
-# direct loop with a bounds check per tap. The `implicit` rung (the default forward for NCHW) never
-# writes the buffer: it gathers the dilated taps straight into the GEMM's packed panels of $B$, so
-# the memory of 7.3 is not spent. All three equal `F.conv2d`:
+# direct loop with a bounds check per tap. The `implicit` rung (the default forward) never writes
+# the buffer: on NCHW it gathers the dilated taps straight into the GEMM's packed panels of $B$; on
+# channels_last, where one pixel's channels sit side by side, the pixels become the rows of $A$ and
+# each (pixel, tap) is one contiguous run. So the memory of 7.3 is not spent. It also leaves out the
+# taps that land in the padding for every output (at rate 12 on a 9x9 map only the centre tap is
+# left), and on channels_last skips a tile of pixels for a tap that reads only padding there. All
+# three rungs equal `F.conv2d`, in both layouts:
 
 # %%
 assert ops.algorithms("atrous_conv2d", "cpu") == ("naive", "im2col", "implicit")
@@ -162,6 +166,13 @@ for stride, padding, dilation in [(1, 2, 2), (2, 6, 6), (1, (1, 4), (1, 4))]:
     for algo in ("naive", "im2col", "implicit"):
         torch.testing.assert_close(ops.atrous_conv2d(xa, wa, ba, stride, padding, dilation, algo=algo),
                                    expected, rtol=1e-4, atol=1e-4)
+        xa_cl = xa.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(ops.atrous_conv2d(xa_cl, wa, ba, stride, padding, dilation, algo=algo),
+                                   expected, rtol=1e-4, atol=1e-4)
+# Rate 12 on a 9x9 map: only the centre tap reads the image, so the sum is a 1x1 convolution.
+x9 = torch.randn(1, 6, 9, 9)
+torch.testing.assert_close(ops.atrous_conv2d(x9, wa, ba, padding=12, dilation=12),
+                           F.conv2d(x9, wa[:, :, 1:2, 1:2], ba), rtol=1e-4, atol=1e-4)
 
 # %% [markdown]
 # ## Summary
