@@ -66,6 +66,16 @@ auto matrix_rows(const MatrixView<T>& A, int64_t pc, int64_t kc) {
 template <typename T, int NR>
 void pack_b_panel(const MatrixView<T>& B, int64_t k0, int64_t kc, int64_t col0, int64_t nr,
                   T* dst) {
+  if (B.row_stride == 1 && B.col_stride != 1) {
+    // B^T is row-major (a weight used transposed): read each column's run of k contiguously.
+    for (int64_t j = 0; j < nr; ++j) {
+      const T* src = B.data + k0 + (col0 + j) * B.col_stride;
+      for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+    }
+    for (int64_t j = nr; j < NR; ++j)
+      for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k) {
     const T* src = B.data + (k0 + k) * B.row_stride + col0 * B.col_stride;
     int64_t j = 0;
@@ -84,8 +94,8 @@ void pack_b_panel(const MatrixView<T>& B, int64_t k0, int64_t kc, int64_t col0, 
 // in the last, ReLU is applied before the store.
 template <typename T, int MR, int NV>
 void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c,
-                  int64_t rs, int64_t cs, int64_t mr, int64_t nr, bool accumulate, const T* row_bias,
-                  const T* col_bias, bool relu) {
+                  int64_t rs, const int64_t* row_off, int64_t cs, int64_t mr, int64_t nr, bool accumulate,
+                  const T* row_bias, const T* col_bias, bool relu) {
   constexpr int64_t L = simd::kLanes<T>, NR = NV * L;
   simd::Vec<T> acc[MR][NV] = {};
   if (row_bias != nullptr) {
@@ -106,10 +116,12 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
     }
   }
   const simd::Vec<T> zero{};
+  // Row i of the tile starts at c + i * rs, or at c + row_off[i] for a compacted A whose rows are
+  // scattered rows of C (the implicit convolution's live pixels).
   if (mr == MR && nr == NR && cs == 1) {  // full tile, contiguous rows: vector stores
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) {
-        T* dst = c + i * rs + v * L;
+        T* dst = c + (row_off ? row_off[i] : i * rs) + v * L;
         simd::Vec<T> sum = accumulate ? simd::load(dst) + acc[i][v] : acc[i][v];
         if (relu) sum = sum > zero ? sum : zero;
         simd::store(dst, sum);
@@ -120,7 +132,7 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) simd::store(&tile[i][v * L], acc[i][v]);
   for (int64_t i = 0; i < mr; ++i) {
-    T* row = c + i * rs;
+    T* row = c + (row_off ? row_off[i] : i * rs);
     for (int64_t j = 0; j < nr; ++j) {
       T sum = accumulate ? row[j * cs] + tile[i][j] : tile[i][j];
       row[j * cs] = (relu && sum < T(0)) ? T(0) : sum;
@@ -134,9 +146,11 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
 // that is all zeros. When accumulating, such a tile of C is left alone: the implicit convolution's
 // taps that fall in the padding for a whole tile cost nothing. Parallel over (row block, column
 // group) tasks in row-block-major order, so a thread running consecutive tasks reuses its A block.
+// row_map (optional): A's row r is row row_map[r] of C.
 template <typename T, typename PackA>
 void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp, int64_t jc, int64_t nc,
-                    const MutableMatrixView<T>& C, bool acc, const Epilogue<T>& ep, bool first, bool last) {
+                    const MutableMatrixView<T>& C, bool acc, const Epilogue<T>& ep, bool first, bool last,
+                    const int64_t* row_map = nullptr) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
   // Row blocks of whole MR tiles, at most MC rows each, split evenly; when there are few tasks
@@ -169,9 +183,13 @@ void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp
         for (int64_t ir = 0; ir < mc; ir += MR) {
           if (acc && !live[ir / MR]) continue;  // adds zeros
           const int64_t mr = std::min<int64_t>(MR, mc - ir);
-          T* c = C.data + (ic + ir) * C.row_stride + (jc + jr) * C.col_stride;
+          int64_t row_off[MR];
+          if (row_map) {
+            for (int64_t i = 0; i < mr; ++i) row_off[i] = row_map[ic + ir + i] * C.row_stride;
+          }
+          T* c = C.data + (row_map ? 0 : (ic + ir) * C.row_stride) + (jc + jr) * C.col_stride;
           micro_kernel<T, MR, NV>(kc, a_packed + ir * kc, bp + (jr / NR) * kc * NR, c, C.row_stride,
-                                  C.col_stride, mr, nr, acc, first && ep.row_bias ? ep.row_bias + ic + ir : nullptr,
+                                  row_map ? row_off : nullptr, C.col_stride, mr, nr, acc, first && ep.row_bias ? ep.row_bias + ic + ir : nullptr,
                                   first && ep.col_bias ? ep.col_bias + jc + jr : nullptr, last && ep.relu);
         }
       }
@@ -223,18 +241,19 @@ void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, ConvTaps taps
 }
 
 // Implicit GEMM, channels_last: rows row0:row0+rows of A = im2col(x)^T (one row per output pixel
-// of the whole batch, columns k = (live tap t, c)), packed into MR-row panels as pack_a does. A
-// pixel's C values of one tap are contiguous in NHWC, so each (pixel, tap) is one run of copies.
+// of the whole batch, or per pixel of row_map; columns k = (live tap t, c)), packed into MR-row
+// panels as pack_a does. A pixel's C values of one tap are contiguous in NHWC, so each (pixel,
+// tap) is one run of copies.
 template <typename T, int MR>
-void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, int64_t row0, int64_t rows,
-                         int64_t k0, int64_t kc, T* __restrict out, bool* live) {
+void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, const int64_t* row_map,
+                         int64_t row0, int64_t rows, int64_t k0, int64_t kc, T* __restrict out, bool* live) {
   const int64_t C = g.in_channels, plane = g.out_h * g.out_w;
   for (int64_t p = 0; p < rows; p += MR) {
     const int64_t mr = std::min<int64_t>(MR, rows - p);
     T* dst = out + p * kc;
     int64_t n[MR], ih0[MR], iw0[MR];
     for (int64_t m = 0; m < mr; ++m) {
-      const int64_t q = row0 + p + m, r = q % plane;
+      const int64_t q = row_map ? row_map[row0 + p + m] : row0 + p + m, r = q % plane;
       n[m] = q / plane;
       ih0[m] = (r / g.out_w) * g.stride_h - g.pad_h;
       iw0[m] = (r % g.out_w) * g.stride_w - g.pad_w;
@@ -368,14 +387,43 @@ void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps tap
       for (int64_t t = 0; t < taps.count; t += group)
         blocks.emplace_back(t * C_in, std::min(group, taps.count - t) * C_in);
     }
+    // The pixels each K block reads inside the image (a tap at rate 12 on 17x17 reads 5 of 17 rows
+    // and columns): A is compacted to them, and the tile's rows are scattered into C. Empty when
+    // every pixel is live (no map); a pixel live for no tap of the block is a row left out.
+    std::vector<std::vector<int64_t>> block_rows(blocks.size());
+    std::vector<char> every_pixel(blocks.size());
+    const int64_t plane = g.out_h * g.out_w;
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const int64_t t0 = blocks[b].first / C_in, t1 = (blocks[b].first + blocks[b].second - 1) / C_in;
+      std::vector<int64_t> in_image;
+      for (int64_t q = 0; q < plane; ++q) {
+        const int64_t ih0 = (q / g.out_w) * g.stride_h - g.pad_h, iw0 = (q % g.out_w) * g.stride_w - g.pad_w;
+        for (int64_t t = t0; t <= t1; ++t) {
+          const int64_t ih = ih0 + taps.index[t] / g.kernel_w * g.dil_h, iw = iw0 + taps.index[t] % g.kernel_w * g.dil_w;
+          if (static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
+              static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w)) {
+            in_image.push_back(q);
+            break;
+          }
+        }
+      }
+      every_pixel[b] = static_cast<int64_t>(in_image.size()) == plane;
+      if (every_pixel[b]) continue;
+      for (int64_t n = 0; n < g.batch; ++n)
+        for (const int64_t q : in_image) block_rows[b].push_back(n * plane + q);
+    }
     for (int64_t jc = 0; jc < N; jc += Bk::NC) {
       const int64_t nc = std::min(Bk::NC, N - jc);
-      for (const auto& [pc, kc] : blocks) {
+      for (size_t b = 0; b < blocks.size(); ++b) {
+        const auto [pc, kc] = blocks[b];
+        const int64_t* map = every_pixel[b] ? nullptr : block_rows[b].data();
+        const int64_t m_live = every_pixel[b] ? M : static_cast<int64_t>(block_rows[b].size());
+        if (m_live == 0) continue;  // the block's taps read only padding
         pack_b_block(B, pc, kc, jc, nc, b_packed);
         const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out, bool* live) {
-          pack_conv_rows_nhwc<T, MR>(x, g, taps, ic, mc, pc, kc, out, live);
+          pack_conv_rows_nhwc<T, MR>(x, g, taps, map, ic, mc, pc, kc, out, live);
         };
-        multiply_block(M, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false);
+        multiply_block(m_live, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false, map);
       }
       if (epilogue.relu) {
         parallel_for(0, M, grain_for(nc), [&](int64_t begin, int64_t end) {
