@@ -57,7 +57,12 @@ class ASPPPooling(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)  # (N, C_out, 1, 1)
         # Bilinear upsampling of a 1x1 map is a broadcast; expand says so and is exact.
-        return y.expand(-1, -1, x.shape[-2], x.shape[-1])  # (N, C_out, H, W)
+        y = y.expand(-1, -1, x.shape[-2], x.shape[-1])  # (N, C_out, H, W)
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # Materialised channels_last like the other branches: torch.cat of mixed layouts returns
+            # NCHW, which sent the ASPP output and the whole decoder of a channels_last model to NCHW.
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
 
 
 class ASPP(nn.Module):

@@ -199,6 +199,25 @@ def test_image_pooling_is_constant_over_the_map_and_trains_with_batch_1():
     assert pool[1].weight.grad is not None
 
 
+@pytest.mark.parametrize("impl", ["torch", "atrous"])
+def test_channels_last_model_stays_channels_last(impl):
+    # The image-pooling branch is a broadcast (an expanded view); concatenated as it is, torch.cat
+    # returned NCHW and the ASPP output and the whole decoder ran on NCHW, with layout copies.
+    torch.manual_seed(0)
+    model = M.deeplabv3plus_mobilenet_v3_large(num_classes=3, impl=impl).eval()
+    model = model.to(memory_format=torch.channels_last)
+    seen = []
+    model.decoder.register_forward_hook(lambda mod, args, out: seen.extend([args[0], args[1], out]))
+    x = torch.randn(1, 3, 65, 65).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        model(x)
+    cl = [t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in seen]
+    assert cl == [True] * 3
+    aspp = M.ASPP(8, 4, (2,)).eval()
+    xa = torch.randn(2, 8, 5, 6)
+    torch.testing.assert_close(aspp(xa.contiguous(memory_format=torch.channels_last)), aspp(xa))
+
+
 def test_aspp_warns_when_a_rate_reaches_the_feature_map():
     aspp = M.ASPP(8, 8, (2, 6)).eval()
     with warnings.catch_warnings():

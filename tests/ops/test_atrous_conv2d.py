@@ -82,7 +82,8 @@ def test_dilated_kernel_wider_than_input_with_padding(device):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("size,dilation,padding,stride", [(9, 12, 12, 1), (9, 6, 6, 1), (13, 2, 2, 2), (11, 4, 0, 1)])
+@pytest.mark.parametrize("size,dilation,padding,stride",
+                         [(9, 12, 12, 1), (9, 6, 6, 1), (13, 2, 2, 2), (11, 4, 0, 1)])
 def test_implicit_gemm_deep_input_and_dead_taps(dtype, layout, size, dilation, padding, stride):
     # C = 130: K = 9 * 130 spans several of the GEMM's K blocks, cut inside one tap's channels
     # (channels_last) or one channel's taps (NCHW). At dilation 12 on 9x9 only the centre tap reads
