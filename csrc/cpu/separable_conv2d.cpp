@@ -57,8 +57,16 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "separable_conv2d_cpu", [&] {
     using T = scalar_t;
     const std::vector<T> wt = depthwise::nhwc::transpose_weight(dw.const_data_ptr<T>(), mid, g.kernel_h * g.kernel_w);
-    const int64_t tile = tile_pixels(mid, sizeof(T));
-    const int64_t tiles_per_image = (pixels + tile - 1) / tile;
+    // Tiles of at most tile_pixels, evenly sized; when there are few, as many as make the count
+    // a multiple of the threads (289 pixels in tiles of 80 gave one thread 160 and the other 129).
+    const int64_t most = tile_pixels(mid, sizeof(T));
+    int64_t tiles_per_image = (pixels + most - 1) / most;
+    const int64_t threads = at::get_num_threads();
+    while (g.batch * tiles_per_image < 8 * threads && (g.batch * tiles_per_image) % threads != 0 &&
+           tiles_per_image < pixels) {
+      ++tiles_per_image;
+    }
+    const int64_t tile = tiles_per_image > 0 ? (pixels + tiles_per_image - 1) / tiles_per_image : 0;
     const T* xp = x.const_data_ptr<T>();
     const T* pwp = pw.const_data_ptr<T>();
     const T* pbp = has_pw_bias ? pb.const_data_ptr<T>() : nullptr;
@@ -69,7 +77,8 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
       std::vector<T> mid_tile(tile * mid);  // (pixels, C*m): the intermediate, in cache
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / tiles_per_image;
-        const int64_t q0 = (task % tiles_per_image) * tile, q1 = std::min(pixels, q0 + tile);
+        const int64_t t = task % tiles_per_image;  // pixels t*P/T .. (t+1)*P/T: at most `tile`
+        const int64_t q0 = t * pixels / tiles_per_image, q1 = (t + 1) * pixels / tiles_per_image;
         depthwise::nhwc::forward_pixels(xp, wt.data(), has_dw_bias ? db.const_data_ptr<T>() : nullptr, g,
                                         cols, n, q0, q1, mid_tile.data(), mid, relu);
         T* dst = op + (n * pixels + q0) * out_channels;  // (pixels, C_out) rows of the NHWC output
