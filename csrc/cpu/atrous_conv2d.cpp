@@ -268,7 +268,9 @@ at::Tensor atrous_backward_weight(const at::Tensor& grad_output, const at::Tenso
   const at::Tensor x = prepare_input(input, g);
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
-  at::Tensor grad_w = at::zeros(weight_size, go.options());  // (C_out, C, kh, kw)
+  // The first product writes every element (K = 0 writes zeros); only an empty batch needs zeros.
+  at::Tensor grad_w = g.batch > 0 ? at::empty(weight_size, go.options())   // (C_out, C, kh, kw)
+                                  : at::zeros(weight_size, go.options());
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "atrous_conv2d_backward_weight_cpu", [&] {
     std::vector<scalar_t> col(col_size(g));
     const MutableMatrixView<scalar_t> gw{grad_w.mutable_data_ptr<scalar_t>(), k, 1};

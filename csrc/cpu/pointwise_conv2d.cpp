@@ -145,9 +145,11 @@ at::Tensor pointwise_backward_weight(const at::Tensor& grad_output, const at::Te
   }
   const at::Tensor go = gemm_friendly(grad_output);  // (N, C_out, H, W)
   const at::Tensor x = gemm_friendly(input);         // (N, C, H, W)
-  at::Tensor grad_w = at::zeros({g.out_channels, g.in_channels, 1, 1}, go.options());
   const bool one = batch_is_one_matrix(go) && batch_is_one_matrix(x);
   const int64_t matrices = one ? 1 : g.batch, depth = (one ? g.batch : 1) * g.in_h * g.in_w;
+  // The first product writes every element (K = 0 writes zeros): zero-filling first cost a pass.
+  at::Tensor grad_w = matrices > 0 ? at::empty({g.out_channels, g.in_channels, 1, 1}, go.options())
+                                   : at::zeros({g.out_channels, g.in_channels, 1, 1}, go.options());
   AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pointwise_conv2d_backward_weight_cpu", [&] {
     const MutableMatrixView<scalar_t> gw{grad_w.mutable_data_ptr<scalar_t>(), g.in_channels, 1};
     for (int64_t n = 0; n < matrices; ++n) {
