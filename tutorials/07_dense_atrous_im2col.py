@@ -149,12 +149,12 @@ assert torch.equal(im2col(x1, 1, 1, 0, 1), x1.reshape(1, 5, 49))
 # `atrous.ops.atrous_conv2d` runs the same idea in C++ (`csrc/cpu/atrous_conv2d.cpp`): per image,
 # dilated im2col into a buffer, then the blocked GEMM of notebook 6. Its `naive` rung is the
 # direct loop with a bounds check per tap. The `implicit` rung (the default forward) never writes
-# the buffer: on NCHW it gathers the dilated taps straight into the GEMM's packed panels of $B$; on
-# channels_last, where one pixel's channels sit side by side, the pixels become the rows of $A$ and
-# each (pixel, tap) is one contiguous run. So the memory of 7.3 is not spent. It also leaves out the
-# taps that land in the padding for every output (at rate 12 on a 9x9 map only the centre tap is
-# left), and on channels_last skips a tile of pixels for a tap that reads only padding there. All
-# three rungs equal `F.conv2d`, in both layouts:
+# the buffer: it works on channels_last, where one pixel's channels sit side by side, so the output
+# pixels are the rows of $A$ and each (pixel, tap) is one contiguous run that the GEMM copies
+# straight into its packed panels (an NCHW image is converted first, and the result back). So the
+# memory of 7.3 is not spent. It also leaves out the taps that land in the padding for every output
+# (at rate 12 on a 9x9 map only the centre tap is left) and, for each tap, the pixels where it reads
+# only padding. All three rungs equal `F.conv2d`, in both layouts:
 
 # %%
 assert ops.algorithms("atrous_conv2d", "cpu") == ("naive", "im2col", "implicit")

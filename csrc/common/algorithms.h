@@ -47,8 +47,8 @@ inline constexpr std::array<LadderRung, 3> kDenseAlgorithms = {{
     {"naive", "csrc/cpu/atrous_conv2d.cpp"},
     // v1: dilated im2col (conv_gemm.h) + the blocked GEMM (gemm.cpp)
     {"im2col", "csrc/cpu/conv_gemm.h"},
-    // v2: implicit GEMM: the dilated taps gathered while packing the GEMM's B panels, no im2col
-    // buffer (NCHW; channels_last runs im2col)
+    // v2: implicit GEMM: the dilated taps gathered from an NHWC image while packing the GEMM's A
+    // panels, no im2col buffer; taps that read only padding left out (NCHW via channels_last copies)
     {"implicit", "csrc/cpu/gemm.cpp"},
 }};
 

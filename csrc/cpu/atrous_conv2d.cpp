@@ -1,10 +1,14 @@
-// CPU kernels of the dense atrous convolution (groups=1): dilated im2col + the project's GEMM.
+// CPU kernels of the dense atrous convolution (groups=1) on the project's GEMM.
 //
 // The ladder (csrc/common/algorithms.h):
-//   v0 naive   direct convolution loops with a bounds check per tap, one thread (this file)
-//   v1 im2col  dilated im2col + the blocked GEMM (the default)
-// Per image: col = im2col(x) is (C*kh*kw x Ho*Wo) and out = weight (C_out x C*kh*kw) @ col.
-// A 1x1 kernel with stride 1 and no padding skips im2col: the image itself is the matrix.
+//   v0 naive     direct convolution loops with a bounds check per tap, one thread (this file)
+//   v1 im2col    per image: col = im2col(x) (C*kh*kw x Ho*Wo), out = weight (C_out x C*kh*kw) @ col
+//   v2 implicit  the default: the taps gathered from an NHWC image while the GEMM packs A
+//                (conv_gemm in gemm.cpp), taps that only read padding left out; an NCHW image
+//                and result go through channels_last copies. Also the stride-1 input gradient,
+//                as the forward convolution by the flipped kernel.
+// A 1x1 kernel with stride 1 and no padding skips im2col: the image itself is the matrix. The
+// weight gradient and the strided input gradient use im2col / col2im.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -50,22 +54,46 @@ std::vector<int64_t> live_taps(const ConvGeometry& g) {
   return taps;
 }
 
-// The implicit GEMM's weight: (C_out x C*taps) in (c, tap) order for NCHW, (C_out x taps*C) in
-// (tap, c) order for channels_last, keeping the live taps only. A weight already in that layout
-// with every tap live is used as it is (a channels_last model's weights are (C_out, kh, kw, C)).
-at::Tensor implicit_weight(const at::Tensor& weight, const std::vector<int64_t>& taps, bool channels_last) {
+// The implicit GEMM's weight: (C_out x taps*C) in (tap, c) order, keeping the live taps only. A
+// channels_last weight with every tap live is that already: a channels_last model's weights are
+// used as they are stored.
+at::Tensor implicit_weight(const at::Tensor& weight, const std::vector<int64_t>& taps) {
   const int64_t o = weight.size(0), c = weight.size(1), all = weight.size(2) * weight.size(3);
-  const bool every_tap = static_cast<int64_t>(taps.size()) == all;
-  at::Tensor index = at::empty({static_cast<int64_t>(taps.size())}, weight.options().dtype(at::kLong));
-  std::copy(taps.begin(), taps.end(), index.mutable_data_ptr<int64_t>());
-  if (channels_last) {
-    if (every_tap && weight.is_contiguous(at::MemoryFormat::ChannelsLast)) return weight;
-    at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({o, all, c});  // (C_out, taps, C)
-    if (!every_tap) w = w.index_select(1, index);
-    return w.contiguous();
+  if (static_cast<int64_t>(taps.size()) == all && weight.is_contiguous(at::MemoryFormat::ChannelsLast)) return weight;
+  at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({o, all, c});  // (C_out, taps, C)
+  if (static_cast<int64_t>(taps.size()) < all) {
+    at::Tensor index = at::empty({static_cast<int64_t>(taps.size())}, weight.options().dtype(at::kLong));
+    std::copy(taps.begin(), taps.end(), index.mutable_data_ptr<int64_t>());
+    w = w.index_select(1, index);
   }
-  if (every_tap) return weight.contiguous();
-  return weight.reshape({o, c, all}).index_select(2, index).contiguous();  // (C_out, C, live taps)
+  return w.contiguous();
+}
+
+// out = conv(input, weight) + bias by implicit GEMM, on channels_last copies of the image and the
+// result when they are NCHW (the kernel's NHWC gather reads each pixel's channels as one run; an
+// NCHW gather of the same taps measured 1.2-2x slower than this, conversions included). out is
+// allocated by the caller in the op's output layout; bias may be undefined.
+template <typename T>
+void implicit_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvGeometry& g,
+                   at::Tensor& out) {
+  const std::vector<int64_t> taps = live_taps(g);
+  if (taps.empty()) {  // every tap in the padding: the output is the bias
+    if (bias.defined()) {
+      out.copy_(bias.view({1, -1, 1, 1}).expand_as(out));
+    } else {
+      out.zero_();
+    }
+    return;
+  }
+  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);  // (N, H, W, C) in memory
+  const at::Tensor w = implicit_weight(weight, taps);                     // (C_out, taps, C)
+  const bool nhwc = out.is_contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor y = nhwc ? out : at::empty(out.sizes(), out.options().memory_format(at::MemoryFormat::ChannelsLast));
+  // The bias starts the GEMM's sums (one per output channel): no pass of its own.
+  const Epilogue<T> epilogue{bias.defined() ? bias.const_data_ptr<T>() : nullptr, nullptr, false};
+  conv_gemm<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(), y.mutable_data_ptr<T>(), g,
+               ConvTaps{taps.data(), static_cast<int64_t>(taps.size())}, epilogue);
+  if (!nhwc) out.copy_(y);
 }
 
 // v0: the definition, y[n, o, oh, ow] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, ih, iw]
@@ -169,30 +197,7 @@ at::Tensor atrous_forward(const at::Tensor& input, const at::Tensor& weight,
     // The bias starts the GEMM's sums (one per output channel, a row of C): no pass of its own.
     const Epilogue<scalar_t> epilogue{has_bias ? b.const_data_ptr<scalar_t>() : nullptr, nullptr, false};
     if (use_implicit(kForward, algo, g)) {
-      const std::vector<int64_t> taps = live_taps(g);
-      const ConvTaps live{taps.data(), static_cast<int64_t>(taps.size())};
-      const bool cl = !out.is_contiguous();  // the output (and so the sum) is channels_last
-      const at::Tensor xi = input.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-      const at::Tensor wi = implicit_weight(weight, taps, cl);
-      if (taps.empty()) {  // every tap in the padding: the output is the bias
-        if (has_bias) {
-          out.copy_(b.view({1, -1, 1, 1}).expand_as(out));
-        } else {
-          out.zero_();
-        }
-        return;
-      }
-      if (cl) {
-        conv_gemm<scalar_t>(xi.const_data_ptr<scalar_t>(), wi.const_data_ptr<scalar_t>(),
-                            out.mutable_data_ptr<scalar_t>(), g, live, /*channels_last=*/true, epilogue);
-        return;
-      }
-      for (int64_t n = 0; n < g.batch; ++n) {
-        conv_gemm<scalar_t>(xi.const_data_ptr<scalar_t>() + n * g.in_channels * g.in_h * g.in_w,
-                            wi.const_data_ptr<scalar_t>(),
-                            out.mutable_data_ptr<scalar_t>() + n * g.out_channels * g.out_h * g.out_w, g, live,
-                            /*channels_last=*/false, epilogue);
-      }
+      implicit_conv<scalar_t>(input, weight, has_bias ? b : at::Tensor(), g, out);
       return;
     }
     const at::Tensor x = prepare_input(input, g);  // (N, C, H, W)
@@ -220,9 +225,24 @@ at::Tensor atrous_backward_input(const at::Tensor& grad_output, const at::Tensor
                               {g.batch, g.in_channels, g.in_h, g.in_w},
                               [&](auto gy, auto w, auto gx) { naive::backward_input(gy, w, gx, g); });
   }
+  const auto format = output_memory_format(grad_output, weight);
+  const int64_t flip_pad_h = g.dil_h * (g.kernel_h - 1) - g.pad_h, flip_pad_w = g.dil_w * (g.kernel_w - 1) - g.pad_w;
+  if (g.stride_h == 1 && g.stride_w == 1 && flip_pad_h >= 0 && flip_pad_w >= 0 && g.out_channels > 0 &&
+      use_implicit(kBackwardInput, algo, g)) {
+    // Stride 1: grad_input is the forward convolution of grad_output by the kernel flipped in
+    // space with C and C_out swapped, padding d*(k-1) - p, the same dilation. It runs on the
+    // implicit GEMM (no grad_col buffer, no col2im, taps in the padding skipped, either layout).
+    const ConvGeometry f{g.batch, g.out_channels, g.in_channels, g.out_h, g.out_w, g.in_h, g.in_w,
+                         g.kernel_h, g.kernel_w, 1, 1, flip_pad_h, flip_pad_w, g.dil_h, g.dil_w};
+    at::Tensor grad_in = at::empty(input_size, grad_output.options().memory_format(format));
+    const at::Tensor flipped = weight.transpose(0, 1).flip({2, 3});  // (C, C_out, kh, kw)
+    AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "atrous_conv2d_backward_input_cpu", [&] {
+      implicit_conv<scalar_t>(grad_output, flipped, at::Tensor(), f, grad_in);
+    });
+    return grad_in;
+  }
   const at::Tensor go = is_gemm_friendly(grad_output) ? grad_output : grad_output.contiguous();
   const at::Tensor w = weight.contiguous();  // (C_out, C, kh, kw)
-  const auto format = output_memory_format(grad_output, weight);
   const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
   const std::vector<Range> cols = tap_column_ranges(g);
   at::Tensor grad_in;

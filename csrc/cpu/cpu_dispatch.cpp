@@ -56,9 +56,8 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B, Mut
 }
 
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
-               Epilogue<T> epilogue) {
-  ATROUS_ISA_SWITCH(active_isa(), conv_gemm<T>(x, w, y, g, taps, channels_last, epilogue))
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, Epilogue<T> epilogue) {
+  ATROUS_ISA_SWITCH(active_isa(), conv_gemm<T>(x, w, y, g, taps, epilogue))
 }
 
 template <typename T>
@@ -133,9 +132,8 @@ template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixVi
                           MutableMatrixView<float>, bool, Epilogue<float>);
 template void gemm<double>(int64_t, int64_t, int64_t, MatrixView<double>, MatrixView<double>,
                            MutableMatrixView<double>, bool, Epilogue<double>);
-template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, bool,
-                               Epilogue<float>);
-template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps, bool,
+template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, Epilogue<float>);
+template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps,
                                 Epilogue<double>);
 template PackedB<float> pack_b<float>(int64_t, int64_t, MatrixView<float>);
 template PackedB<double> pack_b<double>(int64_t, int64_t, MatrixView<double>);

@@ -215,32 +215,8 @@ void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, in
   });
 }
 
-// Implicit GEMM ("implicit" rung of the dense convolution), NCHW: one panel of im2col(x), rows
-// k0:k0+kc = (c, live tap t), columns col0:col0+nr = output pixels, gathered from the image straight
-// into the packed layout; taps in the padding read 0. No im2col buffer is written.
-template <typename T, int NR>
-void pack_conv_panel(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, int64_t k0, int64_t kc,
-                     int64_t col0, int64_t nr, T* __restrict dst) {
-  const int64_t oh0 = col0 / g.out_w, ow0 = col0 % g.out_w;
-  for (int64_t k = 0; k < kc; ++k) {
-    const int64_t r = k0 + k, c = r / taps.count, t = taps.index[r % taps.count];
-    const int64_t i = t / g.kernel_w, j = t % g.kernel_w;
-    const T* plane = x + c * g.in_h * g.in_w;
-    T* d = dst + k * NR;
-    int64_t oh = oh0, ow = ow0;
-    for (int64_t q = 0; q < nr; ++q) {
-      const int64_t ih = oh * g.stride_h - g.pad_h + i * g.dil_h, iw = ow * g.stride_w - g.pad_w + j * g.dil_w;
-      // One unsigned compare per axis: negative coordinates wrap to large values.
-      const bool inside = static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
-                          static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w);
-      d[q] = inside ? plane[ih * g.in_w + iw] : T(0);
-      if (++ow == g.out_w) ow = 0, ++oh;
-    }
-    for (int64_t q = nr; q < NR; ++q) d[q] = T(0);
-  }
-}
-
-// Implicit GEMM, channels_last: rows row0:row0+rows of A = im2col(x)^T (one row per output pixel
+// Implicit GEMM ("implicit" rung of the dense convolution): rows row0:row0+rows of A = im2col(x)^T
+// for an NHWC image (one row per output pixel
 // of the whole batch, or per pixel of row_map; columns k = (live tap t, c)), packed into MR-row
 // panels as pack_a does. A pixel's C values of one tap are contiguous in NHWC, so each (pixel,
 // tap) is one run of copies.
@@ -258,10 +234,29 @@ void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps 
       ih0[m] = (r / g.out_w) * g.stride_h - g.pad_h;
       iw0[m] = (r % g.out_w) * g.stride_w - g.pad_w;
     }
+    // The usual panel: MR neighbours along one output row, so one tap reads MR pixels of one input
+    // row, stride_w apart; where all lie inside, the panel is copied without per-pixel checks.
+    bool one_row = mr == MR;
+    for (int64_t m = 1; m < mr && one_row; ++m)
+      one_row = n[m] == n[0] && ih0[m] == ih0[0] && iw0[m] == iw0[0] + m * g.stride_w;
+    const int64_t step = g.stride_w * C;
     bool any = false;
     for (int64_t k = 0; k < kc;) {
       const int64_t r = k0 + k, c0 = r % C, len = std::min(C - c0, kc - k);
       const int64_t t = taps.index[r / C], i = t / g.kernel_w, j = t % g.kernel_w;
+      if (one_row) {
+        const int64_t ih = ih0[0] + i * g.dil_h, iw = iw0[0] + j * g.dil_w;
+        if (static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) && iw >= 0 &&
+            iw + (MR - 1) * g.stride_w < g.in_w) {
+          const T* src = x + ((n[0] * g.in_h + ih) * g.in_w + iw) * C + c0;
+          T* d = dst + k * MR;
+          for (int64_t c = 0; c < len; ++c)
+            for (int64_t m = 0; m < MR; ++m) d[c * MR + m] = src[m * step + c];
+          any = true;
+          k += len;
+          continue;
+        }
+      }
       for (int64_t m = 0; m < MR; ++m) {
         T* d = dst + k * MR + m;
         const int64_t ih = m < mr ? ih0[m] + i * g.dil_h : -1, iw = m < mr ? iw0[m] + j * g.dil_w : -1;
@@ -356,103 +351,84 @@ void gemm(int64_t M, int64_t N, int64_t K, MatrixView<T> A, MatrixView<T> B,
 }
 
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
-               Epilogue<T> epilogue) {
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, Epilogue<T> epilogue) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const int64_t K = g.in_channels * taps.count;
   thread_local ScratchBuffer<T> b_buffer;  // every panel packed in full before it is read
-  if (channels_last) {
-    // C^T (N*Ho*Wo x C_out) = im2col(x)^T @ w^T: A gathered from the image, B the weight. The K
-    // blocks stay inside one tap (C split evenly), so a tile of pixels whose tap lies in the
-    // padding is skipped; C therefore starts as the bias and every block accumulates.
-    const int64_t M = g.batch * g.out_h * g.out_w, N = g.out_channels, C_in = g.in_channels;
-    if (M == 0 || N == 0 || K == 0) return;
-    const MatrixView<T> B{w, 1, K};         // w is (C_out x K): B(k, o) = w[o * K + k]
-    const MutableMatrixView<T> C{y, N, 1};  // (N*Ho*Wo x C_out), NHWC
-    parallel_for(0, M, grain_for(N), [&](int64_t begin, int64_t end) {
-      for (int64_t q = begin; q < end; ++q)
-        for (int64_t o = 0; o < N; ++o) y[q * N + o] = epilogue.row_bias ? epilogue.row_bias[o] : T(0);
-    });
-    T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
-    // K blocks: a deep tap split evenly into blocks of at most KC, or whole shallow taps grouped.
-    std::vector<std::pair<int64_t, int64_t>> blocks;  // (pc, kc)
-    if (C_in >= Bk::KC) {
-      const int64_t parts = (C_in + Bk::KC - 1) / Bk::KC;
-      for (int64_t t = 0; t < taps.count; ++t)
-        for (int64_t part = 0; part < parts; ++part)
-          blocks.emplace_back(t * C_in + part * C_in / parts, (part + 1) * C_in / parts - part * C_in / parts);
-    } else {
-      const int64_t group = Bk::KC / C_in;
-      for (int64_t t = 0; t < taps.count; t += group)
-        blocks.emplace_back(t * C_in, std::min(group, taps.count - t) * C_in);
-    }
-    // The pixels each K block reads inside the image (a tap at rate 12 on 17x17 reads 5 of 17 rows
-    // and columns): A is compacted to them, and the tile's rows are scattered into C. Empty when
-    // every pixel is live (no map); a pixel live for no tap of the block is a row left out.
-    std::vector<std::vector<int64_t>> block_rows(blocks.size());
-    std::vector<char> every_pixel(blocks.size());
-    const int64_t plane = g.out_h * g.out_w;
-    for (size_t b = 0; b < blocks.size(); ++b) {
-      const int64_t t0 = blocks[b].first / C_in, t1 = (blocks[b].first + blocks[b].second - 1) / C_in;
-      std::vector<int64_t> in_image;
-      for (int64_t q = 0; q < plane; ++q) {
-        const int64_t ih0 = (q / g.out_w) * g.stride_h - g.pad_h, iw0 = (q % g.out_w) * g.stride_w - g.pad_w;
-        for (int64_t t = t0; t <= t1; ++t) {
-          const int64_t ih = ih0 + taps.index[t] / g.kernel_w * g.dil_h, iw = iw0 + taps.index[t] % g.kernel_w * g.dil_w;
-          if (static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
-              static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w)) {
-            in_image.push_back(q);
-            break;
-          }
+  // C^T (N*Ho*Wo x C_out) = im2col(x)^T @ w^T: A gathered from the image, B the weight. The K
+  // blocks stay inside one tap (C split evenly), so a tile of pixels whose tap lies in the
+  // padding is skipped; C therefore starts as the bias and every block accumulates.
+  const int64_t M = g.batch * g.out_h * g.out_w, N = g.out_channels, C_in = g.in_channels;
+  if (M == 0 || N == 0 || K == 0) return;
+  const MatrixView<T> B{w, 1, K};         // w is (C_out x K): B(k, o) = w[o * K + k]
+  const MutableMatrixView<T> C{y, N, 1};  // (N*Ho*Wo x C_out), NHWC
+  parallel_for(0, M, grain_for(N), [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q)
+      for (int64_t o = 0; o < N; ++o) y[q * N + o] = epilogue.row_bias ? epilogue.row_bias[o] : T(0);
+  });
+  T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
+  // K blocks: a deep tap split evenly into blocks of at most KC, or whole shallow taps grouped.
+  std::vector<std::pair<int64_t, int64_t>> blocks;  // (pc, kc)
+  if (C_in >= Bk::KC) {
+    const int64_t parts = (C_in + Bk::KC - 1) / Bk::KC;
+    for (int64_t t = 0; t < taps.count; ++t)
+      for (int64_t part = 0; part < parts; ++part)
+        blocks.emplace_back(t * C_in + part * C_in / parts, (part + 1) * C_in / parts - part * C_in / parts);
+  } else {
+    const int64_t group = Bk::KC / C_in;
+    for (int64_t t = 0; t < taps.count; t += group)
+      blocks.emplace_back(t * C_in, std::min(group, taps.count - t) * C_in);
+  }
+  // The pixels each K block reads inside the image (a tap at rate 12 on 17x17 reads 5 of 17 rows
+  // and columns): A is compacted to them, and the tile's rows are scattered into C. Empty when
+  // every pixel is live (no map); a pixel live for no tap of the block is a row left out.
+  std::vector<std::vector<int64_t>> block_rows(blocks.size());
+  std::vector<char> every_pixel(blocks.size());
+  const int64_t plane = g.out_h * g.out_w;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const int64_t t0 = blocks[b].first / C_in, t1 = (blocks[b].first + blocks[b].second - 1) / C_in;
+    std::vector<int64_t> in_image;
+    for (int64_t q = 0; q < plane; ++q) {
+      const int64_t ih0 = (q / g.out_w) * g.stride_h - g.pad_h, iw0 = (q % g.out_w) * g.stride_w - g.pad_w;
+      for (int64_t t = t0; t <= t1; ++t) {
+        const int64_t ih = ih0 + taps.index[t] / g.kernel_w * g.dil_h, iw = iw0 + taps.index[t] % g.kernel_w * g.dil_w;
+        if (static_cast<uint64_t>(ih) < static_cast<uint64_t>(g.in_h) &&
+            static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w)) {
+          in_image.push_back(q);
+          break;
         }
       }
-      every_pixel[b] = static_cast<int64_t>(in_image.size()) == plane;
-      if (every_pixel[b]) continue;
-      for (int64_t n = 0; n < g.batch; ++n)
-        for (const int64_t q : in_image) block_rows[b].push_back(n * plane + q);
     }
-    for (int64_t jc = 0; jc < N; jc += Bk::NC) {
-      const int64_t nc = std::min(Bk::NC, N - jc);
-      for (size_t b = 0; b < blocks.size(); ++b) {
-        const auto [pc, kc] = blocks[b];
-        const int64_t* map = every_pixel[b] ? nullptr : block_rows[b].data();
-        const int64_t m_live = every_pixel[b] ? M : static_cast<int64_t>(block_rows[b].size());
-        if (m_live == 0) continue;  // the block's taps read only padding
-        pack_b_block(B, pc, kc, jc, nc, b_packed);
-        const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out, bool* live) {
-          pack_conv_rows_nhwc<T, MR>(x, g, taps, map, ic, mc, pc, kc, out, live);
-        };
-        multiply_block(m_live, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false, map);
-      }
-      if (epilogue.relu) {
-        parallel_for(0, M, grain_for(nc), [&](int64_t begin, int64_t end) {
-          for (int64_t q = begin; q < end; ++q)
-            for (int64_t o = jc; o < jc + nc; ++o) y[q * N + o] = std::max(y[q * N + o], T(0));
-        });
-      }
-    }
-    return;
+    every_pixel[b] = static_cast<int64_t>(in_image.size()) == plane;
+    if (every_pixel[b]) continue;
+    for (int64_t n = 0; n < g.batch; ++n)
+      for (const int64_t q : in_image) block_rows[b].push_back(n * plane + q);
   }
-  const int64_t M = g.out_channels, N = g.out_h * g.out_w;
-  if (M == 0 || N == 0 || K == 0) return;  // the caller handles K == 0 (no input channels)
-  const MatrixView<T> A{w, K, 1};          // (C_out x C*live taps)
-  const MutableMatrixView<T> C{y, N, 1};   // (C_out x Ho*Wo)
-  T* b_packed = b_buffer.get(Bk::KC * ((std::min(N, Bk::NC) + NR - 1) / NR) * NR);
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {
     const int64_t nc = std::min(Bk::NC, N - jc);
-    for (const auto& [pc, kc] : k_blocks<T>(K)) {
-      pack_b_panels<T>(kc, jc, nc, b_packed, [&, pc = pc, kc = kc](int64_t col0, int64_t nr, T* dst) {
-        pack_conv_panel<T, NR>(x, g, taps, pc, kc, col0, nr, dst);
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const auto [pc, kc] = blocks[b];
+      const int64_t* map = every_pixel[b] ? nullptr : block_rows[b].data();
+      const int64_t m_live = every_pixel[b] ? M : static_cast<int64_t>(block_rows[b].size());
+      if (m_live == 0) continue;  // the block's taps read only padding
+      pack_b_block(B, pc, kc, jc, nc, b_packed);
+      const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out, bool* live) {
+        pack_conv_rows_nhwc<T, MR>(x, g, taps, map, ic, mc, pc, kc, out, live);
+      };
+      multiply_block(m_live, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false, map);
+    }
+    if (epilogue.relu) {
+      parallel_for(0, M, grain_for(nc), [&](int64_t begin, int64_t end) {
+        for (int64_t q = begin; q < end; ++q)
+          for (int64_t o = jc; o < jc + nc; ++o) y[q * N + o] = std::max(y[q * N + o], T(0));
       });
-      multiply_block(M, matrix_rows(A, pc, kc), kc, b_packed, jc, nc, C, pc > 0, epilogue, pc == 0, pc + kc == K);
     }
   }
 }
 
-template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, bool,
-                               Epilogue<float>);
-template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps, bool,
+template void conv_gemm<float>(const float*, const float*, float*, const ConvGeometry&, ConvTaps, Epilogue<float>);
+template void conv_gemm<double>(const double*, const double*, double*, const ConvGeometry&, ConvTaps,
                                 Epilogue<double>);
 template void gemm<float>(int64_t, int64_t, int64_t, MatrixView<float>, MatrixView<float>,
                           MutableMatrixView<float>, bool, Epilogue<float>);

@@ -63,14 +63,12 @@ struct ConvTaps {
   int64_t count;
 };
 
-// Dense convolution by implicit GEMM, the dilated taps gathered while packing (no im2col buffer),
-// plus the epilogue (row_bias: one value per output channel). NCHW (channels_last false): x one
-// image (C, H, W), y (C_out x Ho*Wo) = w @ im2col(x) with w (C_out x C*taps.count) in (c, tap)
-// order. channels_last: x and y the whole batch in NHWC, w (C_out x taps.count*C) in (tap, c)
-// order. Needs C > 0.
+// Dense convolution by implicit GEMM on NHWC images, the dilated taps gathered while A is packed
+// (no im2col buffer), plus the epilogue (row_bias: one value per output channel): x (N, H, W, C)
+// and y (N, Ho, Wo, C_out) in memory, the whole batch one product y = im2col(x)^T @ w^T with w
+// (C_out x taps.count*C) in (tap, c) order, as a channels_last weight stores it. Needs C > 0.
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
-               Epilogue<T> epilogue);
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, Epilogue<T> epilogue);
 
 // Packs B (K x N) with the kernels of the active instruction set.
 template <typename T>

@@ -25,10 +25,9 @@ template <typename T>
 void gemm_packed(int64_t M, MatrixView<T> A, const PackedB<T>& B, MutableMatrixView<T> C, bool accumulate,
                  Epilogue<T> epilogue);
 
-// Dense convolution by implicit GEMM (gemm.h): y = w @ im2col(x) + epilogue, NCHW or NHWC.
+// Dense convolution by implicit GEMM on NHWC images (gemm.h).
 template <typename T>
-void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, bool channels_last,
-               Epilogue<T> epilogue);
+void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps taps, Epilogue<T> epilogue);
 
 namespace depthwise {
 ATROUS_DEPTHWISE_RUNG(naive)

@@ -100,6 +100,25 @@ def test_implicit_gemm_deep_input_and_dead_taps(dtype, layout, size, dilation, p
     assert y.is_contiguous(memory_format=layout)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("kernel,padding,dilation", [((3, 3), (2, 2), (2, 2)), ((3, 3), (12, 12), (12, 12)),
+                                                     ((2, 3), (0, 1), (1, 3)), ((3, 3), (5, 1), (2, 1))])
+def test_backward_input_as_flipped_forward(layout, kernel, padding, dilation):
+    # Stride 1: grad_input is the forward convolution of grad_output by the flipped kernel with the
+    # channels swapped, padding d*(k-1) - p; (5, 1) with d = 2 has d*(k-1) - p < 0, the col2im path.
+    torch.manual_seed(8)
+    x = torch.randn(2, 70, 9, 11, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(9, 70, *kernel, dtype=torch.float64)
+    y = F.conv2d(x, w, None, 1, padding, dilation)
+    gy = torch.randn_like(y)
+    (want,) = torch.autograd.grad(y, x, gy)
+    for algo in ("auto", "implicit", "im2col"):
+        gx = torch.ops.atrous.atrous_conv2d_backward_input(gy, w, list(x.shape), [1, 1], list(padding),
+                                                           list(dilation), algo)
+        torch.testing.assert_close(gx, want, rtol=1e-10, atol=1e-10)
+        assert gx.is_contiguous(memory_format=layout)
+
+
 def test_every_tap_in_the_padding_gives_the_bias():
     # A 1x1 kernel, stride 10, padding 2 on 3x3: the one output pixel reads (-2, -2), padding.
     x = torch.randn(2, 3, 3, 3, dtype=torch.float64)
