@@ -132,7 +132,11 @@ def verdicts(runs: dict[str, list[dict]]) -> list[dict]:
 def run_reach(cfg: ReachConfig = ReachConfig(), *, out: str | Path = "experiment-out/reach",
               progress: bool = True) -> dict:
     """Train and score every variant over ``cfg.seeds``; writes ``OUT/reach.json``, ``reach.md`` and the
-    figures ``reach_depth.png`` and ``reach_errors.png``. Returns the results dictionary."""
+    figures ``reach_depth.png`` and ``reach_errors.png``. Returns the results dictionary.
+
+    ``cfg.workers > 1`` starts spawned processes (a forked one cannot run autograd once this
+    process has): a script that calls this needs Python's ``if __name__ == "__main__":`` guard;
+    notebooks and ``python -m atrous experiment`` need nothing."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     b, c = REACH_VARIANTS[1], REACH_VARIANTS[2]
@@ -151,7 +155,11 @@ def run_reach(cfg: ReachConfig = ReachConfig(), *, out: str | Path = "experiment
         torch.set_num_threads(threads)
 
 
-_SHARED: dict = {}  # the images and the config, for the jobs (forked workers inherit it)
+_SHARED: dict = {}  # the images and the config, for the jobs (each worker gets a copy at start)
+
+
+def _init_worker(shared: dict) -> None:
+    _SHARED.update(shared)
 
 
 def _job(job: tuple[int, int]) -> tuple[int, int, dict, torch.Tensor]:
@@ -178,8 +186,8 @@ def _run(cfg: ReachConfig, out: Path, progress: bool, params: dict) -> dict:
     try:
         if cfg.workers == 1:
             results_iter = map(_job, jobs)
-        else:  # forked workers inherit the images; one intra-op thread each
-            pool = multiprocessing.get_context("fork").Pool(cfg.workers)
+        else:  # spawned workers (a fork after autograd's threads started cannot run autograd)
+            pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (dict(_SHARED),))
             results_iter = pool.imap_unordered(_job, jobs)
         for done, (i, seed, scores, examples_i) in enumerate(results_iter, 1):
             found[i, seed] = scores, examples_i

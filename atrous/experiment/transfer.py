@@ -107,7 +107,9 @@ def _finetune(model: torch.nn.Module, dataset, steps: int, lr: float, batch_size
 def run_transfer(cfg: TransferConfig = TransferConfig(), *, out: str | Path = "experiment-out/transfer",
                  progress: bool = True) -> dict:
     """Train at OS 32 per seed, score the three evaluations (and fine-tuned OS-8 models when
-    ``finetune_steps``); writes ``OUT/transfer.json``, ``transfer.md``, ``transfer.png``."""
+    ``finetune_steps``); writes ``OUT/transfer.json``, ``transfer.md``, ``transfer.png``.
+    ``cfg.workers > 1`` starts spawned processes, as :func:`atrous.experiment.reach.run_reach`
+    does (a script needs the ``if __name__ == "__main__":`` guard)."""
     out = Path(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -151,9 +153,14 @@ def _run(cfg: TransferConfig, out: Path, progress: bool) -> dict:
     jobs = [(cfg, out, progress and cfg.workers == 1, seed) for seed in cfg.seeds]
     if cfg.workers == 1:
         per_seed = list(map(_seed_job, jobs))
-    else:  # one forked process per seed at a time; results come back in seed order
-        with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
+    else:  # one spawned process per seed at a time (a fork after autograd's threads started
+        # cannot run autograd); results come back in seed order
+        pool = multiprocessing.get_context("spawn").Pool(cfg.workers)
+        try:
             per_seed = pool.map(_seed_job, jobs)
+        finally:
+            pool.close()
+            pool.join()
     runs: dict[str, list[dict]] = {}
     for found in per_seed:
         for name, scores in found.items():
