@@ -84,14 +84,25 @@ def test_roofline_has_units_a_legend_and_no_hidden_markers(tmp_path):
         plot_roofline(points, 0, 1)
 
 
-def test_ladder_and_models_charts_render(tmp_path):
+def test_ladder_and_models_charts_render(tmp_path, monkeypatch):
     ladder = {"op": "depthwise_conv2d", "case": "c", "rungs": ["naive", "auto"],
               "rows": [{"rung": r, "layout": lay, "direction": "forward", "timing_ms": timing(QUIET)}
                        for r in ("torch", "naive", "auto") for lay in ("nchw", "channels_last")]}
     assert imread(plot_ladder(ladder, tmp_path / "ladder.png")).shape[0] > 100
+    # The "best" step times each impl on both layouts and compares each one's faster layout.
+    best = {"images_per_s": {"atrous": 10.0, "torch": 4.0}, "speedup": 2.5,
+            "best_layout": {"atrous": "channels_last", "torch": "nchw"},
+            "timings_ms": {"atrous/nchw": timing([3.0] * 5), "atrous/channels_last": timing([2.0] * 5),
+                           "torch/nchw": timing([5.0] * 5), "torch/channels_last": timing([6.0] * 5)}}
     models = {"machine": {"device_name": "Test CPU", "threads": 2},
               "settings": {"dtype": "float32", "layout": "nchw"},
               "models": [{"name": "m", "steps": {"forward": {
                   "images_per_s": {"atrous": 10.0, "torch": 5.0}, "speedup": 2.0,
-                  "timings_ms": {"atrous": timing([2.0] * 5), "torch": timing(TORCH)}}}}]}
+                  "timings_ms": {"atrous": timing([2.0] * 5), "torch": timing(TORCH)}}, "best": best}}]}
+    figs = []
+    save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, path: figs.append(fig) or save(fig, path))
     assert imread(plot_models(models, tmp_path / "models.png")).shape[0] > 100
+    dots = {line.get_gid(): float(line.get_xdata()[0]) for ax in figs[0].axes for line in ax.lines
+            if (line.get_gid() or "").startswith("x-")}
+    assert set(dots) == {"x-m forward", "x-m best"} and dots["x-m best"] == pytest.approx(2.5)
