@@ -190,9 +190,10 @@ def plot_models(report: dict, path: Path) -> Path:
         ax_x.annotate(f"{x:.2f}x", (x, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7)
     _centre_on_one([ax_x], xs_all)
     ax_x.set_xlabel("x = torch time / atrous time (log; right of 1x: atrous faster); whiskers: IQR")
+    # Above the axes, outside them: inside, it covered a row's dot and label.
     ax_x.legend(handles=[Line2D([], [], color=BLUE, marker="o", ls="none", label="x (median ratio)"),
                          Line2D([], [], color=BLUE, marker="o", mfc="white", ls="none", label=NOISY_NOTE)],
-                fontsize=8)
+                fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
     ax_rate.set_yticks(list(ys), [label for label, _ in rows], fontsize=8)
     ax_rate.set_ylim(len(rows) - 0.5, -0.5)  # first case on top
     ax_rate.grid(axis="x", alpha=0.3)
