@@ -180,8 +180,8 @@ def plot_models(report: dict, path: Path) -> Path:
     for y, (label, rec) in zip(ys, rows):
         t = rec.get("timings_ms", {})
         best = rec.get("best_layout")  # the "best" step keeps each impl's runs per layout
-        ours = t.get(f"atrous/{best['atrous']}" if best else "atrous", {})
-        ref = t.get(f"torch/{best['torch']}" if best else "torch", {})
+        ours = t.get(f"atrous/{best.get('atrous')}" if best else "atrous", {})  # absent for a failed impl
+        ref = t.get(f"torch/{best.get('torch')}" if best else "torch", {})
         if not rec.get("speedup") or not ours.get("median") or not ref.get("median"):
             continue  # a failed row: no dot
         x, lo, hi = ratio_iqr(ref, ours)
