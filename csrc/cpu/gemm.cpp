@@ -59,7 +59,7 @@ std::vector<std::pair<int64_t, int64_t>> k_blocks(int64_t K) {
 // The A packer of multiply_block for a strided matrix A and the K block pc:pc+kc.
 template <typename T>
 auto matrix_rows(const MatrixView<T>& A, int64_t pc, int64_t kc) {
-  return [&A, pc, kc](int64_t ic, int64_t mc, T* out, bool*) { pack_a<T, Blocking<T>::MR>(A, ic, mc, pc, kc, out); };
+  return [&A, pc, kc](int64_t ic, int64_t mc, T* out) { pack_a<T, Blocking<T>::MR>(A, ic, mc, pc, kc, out); };
 }
 
 // Packs one panel B(k0:k0+kc, col0:col0+NR): for each k, NR consecutive values, zero-padded.
@@ -141,11 +141,9 @@ void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* _
 }
 
 // C(:, jc:jc+nc) (+)= A(:, pc:pc+kc) @ B block, with the B block already packed in bp;
-// pack_a_rows(ic, mc, out, live) packs rows ic:ic+mc of A's current K block into MR-row panels
-// (pack_a above, or the gather of an implicit convolution) and sets live[p] = false for a panel
-// that is all zeros. When accumulating, such a tile of C is left alone: the implicit convolution's
-// taps that fall in the padding for a whole tile cost nothing. Parallel over (row block, column
-// group) tasks in row-block-major order, so a thread running consecutive tasks reuses its A block.
+// pack_a_rows(ic, mc, out) packs rows ic:ic+mc of A's current K block into MR-row panels (pack_a
+// above, or the gather of an implicit convolution). Parallel over (row block, column group) tasks
+// in row-block-major order, so a thread running consecutive tasks reuses the A block it packed.
 // row_map (optional): A's row r is row row_map[r] of C.
 template <typename T, typename PackA>
 void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp, int64_t jc, int64_t nc,
@@ -165,15 +163,13 @@ void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp
   parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
     thread_local ScratchBuffer<T> a_buffer;  // packed fully before it is read: no zero-fill
     T* a_packed = a_buffer.get(Bk::MC * kc);
-    bool live[Bk::MC / MR];
     int64_t packed_ic = -1;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t block = t / n_groups;
       const int64_t ic = block * tiles / n_mc * MR;
       const int64_t mc = std::min(M, (block + 1) * tiles / n_mc * MR) - ic;
       if (ic != packed_ic) {
-        std::fill(live, live + Bk::MC / MR, true);
-        pack_a_rows(ic, mc, a_packed, live);
+        pack_a_rows(ic, mc, a_packed);
         packed_ic = ic;
       }
       const int64_t j0 = (t % n_groups) * Bk::NG;
@@ -181,7 +177,6 @@ void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp
       for (int64_t jr = j0; jr < j1; jr += NR) {
         const int64_t nr = std::min<int64_t>(NR, nc - jr);
         for (int64_t ir = 0; ir < mc; ir += MR) {
-          if (acc && !live[ir / MR]) continue;  // adds zeros
           const int64_t mr = std::min<int64_t>(MR, mc - ir);
           int64_t row_off[MR];
           if (row_map) {
@@ -222,7 +217,7 @@ void pack_b_block(const MatrixView<T>& B, int64_t pc, int64_t kc, int64_t jc, in
 // tap) is one run of copies.
 template <typename T, int MR>
 void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps taps, const int64_t* row_map,
-                         int64_t row0, int64_t rows, int64_t k0, int64_t kc, T* __restrict out, bool* live) {
+                         int64_t row0, int64_t rows, int64_t k0, int64_t kc, T* __restrict out) {
   const int64_t C = g.in_channels, plane = g.out_h * g.out_w;
   for (int64_t p = 0; p < rows; p += MR) {
     const int64_t mr = std::min<int64_t>(MR, rows - p);
@@ -240,7 +235,6 @@ void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps 
     for (int64_t m = 1; m < mr && one_row; ++m)
       one_row = n[m] == n[0] && ih0[m] == ih0[0] && iw0[m] == iw0[0] + m * g.stride_w;
     const int64_t step = g.stride_w * C;
-    bool any = false;
     for (int64_t k = 0; k < kc;) {
       const int64_t r = k0 + k, c0 = r % C, len = std::min(C - c0, kc - k);
       const int64_t t = taps.index[r / C], i = t / g.kernel_w, j = t % g.kernel_w;
@@ -252,7 +246,6 @@ void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps 
           T* d = dst + k * MR;
           for (int64_t c = 0; c < len; ++c)
             for (int64_t m = 0; m < MR; ++m) d[c * MR + m] = src[m * step + c];
-          any = true;
           k += len;
           continue;
         }
@@ -264,14 +257,12 @@ void pack_conv_rows_nhwc(const T* __restrict x, const ConvGeometry& g, ConvTaps 
             static_cast<uint64_t>(iw) < static_cast<uint64_t>(g.in_w)) {
           const T* src = x + ((n[m] * g.in_h + ih) * g.in_w + iw) * C + c0;
           for (int64_t c = 0; c < len; ++c) d[c * MR] = src[c];
-          any = true;
         } else {
           for (int64_t c = 0; c < len; ++c) d[c * MR] = T(0);
         }
       }
       k += len;
     }
-    live[p / MR] = any;
   }
 }
 
@@ -356,9 +347,9 @@ void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps tap
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const int64_t K = g.in_channels * taps.count;
   thread_local ScratchBuffer<T> b_buffer;  // every panel packed in full before it is read
-  // C^T (N*Ho*Wo x C_out) = im2col(x)^T @ w^T: A gathered from the image, B the weight. The K
-  // blocks stay inside one tap (C split evenly), so a tile of pixels whose tap lies in the
-  // padding is skipped; C therefore starts as the bias and every block accumulates.
+  // C^T (N*Ho*Wo x C_out) = im2col(x)^T @ w^T: A gathered from the image, B the weight. A K block
+  // holds one deep tap's channels or several shallow taps, and multiplies only the pixels that
+  // read the image for its taps (below), so C starts as the bias and every block accumulates.
   const int64_t M = g.batch * g.out_h * g.out_w, N = g.out_channels, C_in = g.in_channels;
   if (M == 0 || N == 0 || K == 0) return;
   const MatrixView<T> B{w, 1, K};         // w is (C_out x K): B(k, o) = w[o * K + k]
@@ -413,8 +404,8 @@ void conv_gemm(const T* x, const T* w, T* y, const ConvGeometry& g, ConvTaps tap
       const int64_t m_live = every_pixel[b] ? M : static_cast<int64_t>(block_rows[b].size());
       if (m_live == 0) continue;  // the block's taps read only padding
       pack_b_block(B, pc, kc, jc, nc, b_packed);
-      const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out, bool* live) {
-        pack_conv_rows_nhwc<T, MR>(x, g, taps, map, ic, mc, pc, kc, out, live);
+      const auto rows = [&, pc = pc, kc = kc](int64_t ic, int64_t mc, T* out) {
+        pack_conv_rows_nhwc<T, MR>(x, g, taps, map, ic, mc, pc, kc, out);
       };
       multiply_block(m_live, rows, kc, b_packed, jc, nc, C, /*acc=*/true, Epilogue<T>{}, false, false, map);
     }
