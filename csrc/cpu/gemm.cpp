@@ -151,15 +151,9 @@ void multiply_block(int64_t M, const PackA& pack_a_rows, int64_t kc, const T* bp
                     const int64_t* row_map = nullptr) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV;
-  // Row blocks of whole MR tiles, at most MC rows each, split evenly; when there are few tasks
-  // their count is made a multiple of the threads (289 rows in blocks of 96 gave one thread two
-  // blocks and the other one block and a row).
+  // Row blocks of whole MR tiles, at most MC rows each, split evenly and balanced over the threads.
   const int64_t n_groups = (nc + Bk::NG - 1) / Bk::NG, tiles = (M + MR - 1) / MR;
-  int64_t n_mc = (tiles + Bk::MC / MR - 1) / (Bk::MC / MR);
-  const int64_t threads = max_threads();
-  if (n_mc * n_groups < 8 * threads && (n_mc * n_groups) % threads != 0) {
-    while (n_mc < tiles && (n_mc * n_groups) % threads != 0) ++n_mc;
-  }
+  const int64_t n_mc = balanced_pieces((tiles + Bk::MC / MR - 1) / (Bk::MC / MR), tiles, n_groups);
   parallel_for(0, n_mc * n_groups, 1, [&](int64_t begin, int64_t end) {
     thread_local ScratchBuffer<T> a_buffer;  // packed fully before it is read: no zero-fill
     T* a_packed = a_buffer.get(Bk::MC * kc);

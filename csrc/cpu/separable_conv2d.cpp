@@ -19,6 +19,7 @@
 #include "cpu_utils.h"
 #include "depthwise_rungs.h"
 #include "gemm.h"
+#include "kernel_support.h"
 
 namespace atrous::cpu {
 namespace {
@@ -57,15 +58,9 @@ at::Tensor separable_forward(const at::Tensor& input, const at::Tensor& dw_weigh
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "separable_conv2d_cpu", [&] {
     using T = scalar_t;
     const std::vector<T> wt = depthwise::nhwc::transpose_weight(dw.const_data_ptr<T>(), mid, g.kernel_h * g.kernel_w);
-    // Tiles of at most tile_pixels, evenly sized; when there are few, as many as make the count
-    // a multiple of the threads (289 pixels in tiles of 80 gave one thread 160 and the other 129).
+    // Tiles of at most tile_pixels, evenly sized and balanced over the threads.
     const int64_t most = tile_pixels(mid, sizeof(T));
-    int64_t tiles_per_image = (pixels + most - 1) / most;
-    const int64_t threads = at::get_num_threads();
-    while (g.batch * tiles_per_image < 8 * threads && (g.batch * tiles_per_image) % threads != 0 &&
-           tiles_per_image < pixels) {
-      ++tiles_per_image;
-    }
+    const int64_t tiles_per_image = balanced_pieces((pixels + most - 1) / most, pixels, g.batch);
     const int64_t tile = tiles_per_image > 0 ? (pixels + tiles_per_image - 1) / tiles_per_image : 0;
     const T* xp = x.const_data_ptr<T>();
     const T* pwp = pw.const_data_ptr<T>();
